@@ -1,0 +1,103 @@
+"""Static input checks for :func:`diffcholinv.cholesky_inv`.
+
+Every check here looks at Python values, shapes and dtypes only, so under
+``jax.jit`` it runs once at trace time and costs nothing at run time.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+# Floating dtypes the op accepts. The half-precision ones are computed in
+# float32 and cast back (see ``compute_dtype``).
+SUPPORTED_DTYPES: tuple[str, ...] = ("float16", "bfloat16", "float32", "float64")
+_HALF_DTYPES = ("float16", "bfloat16")
+
+
+def as_factor(L: Any) -> jax.Array:
+    """Return ``L`` as a jax array of shape ``[..., n, n]`` and a supported dtype.
+
+    Raises:
+      TypeError: ``L`` is not array-like, or its dtype is not a real floating
+        dtype listed in ``SUPPORTED_DTYPES``.
+      ValueError: ``L`` has fewer than 2 dimensions or is not square in the last
+        two.
+    """
+    if isinstance(L, (str, bytes, dict, set)) or L is None:
+        raise TypeError(
+            f"cholesky_inv: L must be an array of shape [..., n, n], got an object "
+            f"of type {type(L).__name__}."
+        )
+    try:
+        arr = jnp.asarray(L)
+    except (TypeError, ValueError) as err:
+        raise TypeError(
+            f"cholesky_inv: L must be an array of shape [..., n, n]; could not "
+            f"convert an object of type {type(L).__name__} to an array ({err})."
+        ) from err
+
+    dtype = np.dtype(arr.dtype)
+    if dtype.name not in SUPPORTED_DTYPES:
+        if jnp.issubdtype(dtype, jnp.complexfloating):
+            hint = " Complex (Hermitian) factors are not supported yet."
+        else:
+            hint = ""
+        raise TypeError(
+            f"cholesky_inv: L has dtype {dtype.name}; expected a real floating "
+            f"dtype, one of {', '.join(SUPPORTED_DTYPES)}.{hint}"
+        )
+
+    shape = tuple(arr.shape)
+    if len(shape) < 2:
+        raise ValueError(
+            f"cholesky_inv: L must have shape [..., n, n] (at least 2 dimensions); "
+            f"got shape {shape} with {len(shape)} dimension(s)."
+        )
+    if shape[-1] != shape[-2]:
+        raise ValueError(
+            f"cholesky_inv: L must be square in its last two dimensions, shape "
+            f"[..., n, n]; got shape {shape} (last two dimensions {shape[-2]} x "
+            f"{shape[-1]})."
+        )
+    return arr
+
+
+def compute_dtype(dtype: Any) -> np.dtype:
+    """The dtype the algorithm runs in: float32 for half precision, else ``dtype``."""
+    dtype = np.dtype(dtype)
+    return np.dtype(np.float32) if dtype.name in _HALF_DTYPES else dtype
+
+
+def check_upper(upper: Any) -> bool:
+    """Return ``upper`` as a Python bool; it must be a (numpy) bool."""
+    if isinstance(upper, (bool, np.bool_)):
+        return bool(upper)
+    raise TypeError(
+        f"cholesky_inv: upper must be a bool (False: L is lower with A = L L^T; "
+        f"True: L is upper with A = U^T U); got {upper!r} of type "
+        f"{type(upper).__name__}."
+    )
+
+
+def check_device(device: Any) -> None:
+    """``device`` must be ``None``, a ``jax.Device`` or a ``jax.sharding.Sharding``."""
+    if device is None or isinstance(device, (jax.Device, jax.sharding.Sharding)):
+        return
+    raise TypeError(
+        f"cholesky_inv: device must be None, a jax.Device (e.g. jax.devices()[0]) "
+        f"or a jax.sharding.Sharding; got {device!r} of type "
+        f"{type(device).__name__}."
+    )
+
+
+__all__ = [
+    "SUPPORTED_DTYPES",
+    "as_factor",
+    "check_device",
+    "check_upper",
+    "compute_dtype",
+]

@@ -1,0 +1,49 @@
+"""Shared fixtures and helpers. float64 tests need x64, enabled here for the session."""
+
+from __future__ import annotations
+
+import jax
+import numpy as np
+import pytest
+
+jax.config.update("jax_enable_x64", True)
+
+# Relative tolerances (to max |A⁻¹|) for well-conditioned inputs (kappa(A) < ~50),
+# loose enough for any LAPACK/XLA ordering of the sums, tight enough to catch a
+# wrong formula.
+RTOL = {
+    "float64": 1e-11,
+    "float32": 2e-4,
+    "float16": 1e-2,
+    "bfloat16": 5e-2,
+}
+
+
+def spd_factor(rng: np.random.Generator, batch: tuple[int, ...], n: int) -> np.ndarray:
+    """Lower Cholesky factor (float64) of a random well-conditioned SPD matrix."""
+    X = rng.standard_normal((*batch, n, n))
+    A = X @ np.swapaxes(X, -1, -2) / max(n, 1) + np.eye(n)
+    return np.linalg.cholesky(A)
+
+
+def reference_inv(L: np.ndarray, upper: bool = False) -> np.ndarray:
+    """``numpy.linalg.inv`` of ``L Lᵀ`` (or ``Uᵀ U``), computed in float64."""
+    L = np.asarray(L, np.float64)
+    L = np.triu(L) if upper else np.tril(L)
+    Lt = np.swapaxes(L, -1, -2)
+    A = Lt @ L if upper else L @ Lt
+    return np.linalg.inv(A)
+
+
+def assert_close_rel(actual: object, expected: np.ndarray, dtype: str) -> None:
+    """``max |actual - expected| <= RTOL[dtype] * max |expected|``."""
+    a = np.asarray(actual, np.float64)
+    assert a.shape == expected.shape
+    scale = max(float(np.max(np.abs(expected))), 1.0) if expected.size else 1.0
+    err = float(np.max(np.abs(a - expected))) if expected.size else 0.0
+    assert err <= RTOL[dtype] * scale, f"max error {err:.3e} > {RTOL[dtype]:.1e} * {scale:.3e}"
+
+
+@pytest.fixture
+def rng() -> np.random.Generator:
+    return np.random.default_rng(1234)

@@ -1,0 +1,103 @@
+"""Forward values against numpy.linalg.inv, the unread triangle, symmetry, edge cases."""
+
+from __future__ import annotations
+
+import itertools
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from conftest import assert_close_rel, reference_inv, spd_factor
+
+from diffcholinv import cholesky_inv
+
+SIZES = (1, 2, 5, 33, 128)
+BATCHES = ((), (3,), (2, 3))
+
+
+@pytest.mark.parametrize(
+    ("n", "batch", "upper", "dtype"),
+    list(itertools.product(SIZES, BATCHES, (False, True), ("float32", "float64"))),
+)
+def test_matches_numpy_inv(rng, n, batch, upper, dtype):
+    L = spd_factor(rng, batch, n)
+    F = np.swapaxes(L, -1, -2) if upper else L
+    F = F.astype(dtype)
+    C = cholesky_inv(F, upper=upper)
+    assert C.shape == (*batch, n, n)
+    assert C.dtype == jnp.dtype(dtype)
+    assert_close_rel(C, reference_inv(F, upper), dtype)
+    assert bool(jnp.all(jnp.swapaxes(C, -1, -2) == C)), "not bitwise symmetric"
+
+
+@pytest.mark.parametrize("upper", [False, True])
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_unread_triangle_is_ignored(rng, upper, dtype):
+    n = 7
+    L = spd_factor(rng, (4,), n)
+    F = (np.swapaxes(L, -1, -2) if upper else L).astype(dtype)
+    clean = cholesky_inv(F, upper=upper)
+    unread = np.tril(np.ones((n, n)), -1) if upper else np.triu(np.ones((n, n)), 1)
+    unread = unread.astype(bool)
+    big = np.where(unread, rng.standard_normal((4, n, n)) * 1e30, F).astype(dtype)
+    nans = np.where(unread, np.nan, F).astype(dtype)
+    for junk in (big, nans):
+        np.testing.assert_array_equal(cholesky_inv(junk, upper=upper), clean)
+        # Under vmap too (MLX falls back to a general inverse there).
+        np.testing.assert_array_equal(jax.vmap(lambda x: cholesky_inv(x, upper=upper))(junk), clean)
+
+
+@pytest.mark.parametrize("shape", [(0, 4, 4), (3, 0, 0), (0, 0), (2, 0, 5, 5)])
+@pytest.mark.parametrize("dtype", ["float32", "float64", "bfloat16"])
+def test_zero_size(shape, dtype):
+    L = jnp.zeros(shape, dtype)
+    C = cholesky_inv(L)
+    assert C.shape == shape
+    assert C.dtype == jnp.dtype(dtype)
+    g = jax.grad(lambda L: jnp.sum(cholesky_inv(L).astype(jnp.float32)))(L)
+    assert g.shape == shape
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_singular_factor_gives_nonfinite_not_error(rng, dtype):
+    L = spd_factor(rng, (2,), 5).astype(dtype)
+    L[1, 2, 2] = 0.0  # second matrix singular
+    C = jax.jit(cholesky_inv)(L)
+    assert not bool(jnp.all(jnp.isfinite(C[1])))
+    assert_close_rel(C[0], reference_inv(L[0]), dtype)
+    g = jax.jit(jax.grad(lambda L: jnp.sum(cholesky_inv(L))))(L)
+    assert g.shape == L.shape
+    assert not bool(jnp.all(jnp.isfinite(g[1])))
+    assert bool(jnp.all(jnp.isfinite(g[0])))
+    # An all-zero factor: nothing finite, still no exception.
+    assert not bool(jnp.any(jnp.isfinite(cholesky_inv(jnp.zeros((3, 3), dtype)))))
+
+
+@pytest.mark.parametrize("dtype", ["float16", "bfloat16"])
+@pytest.mark.parametrize("upper", [False, True])
+def test_half_precision_in_and_out(rng, dtype, upper):
+    L = spd_factor(rng, (3,), 6)
+    F = jnp.asarray(np.swapaxes(L, -1, -2) if upper else L).astype(dtype)
+    C = cholesky_inv(F, upper=upper)
+    assert C.dtype == jnp.dtype(dtype)
+    assert_close_rel(C.astype(jnp.float64), reference_inv(np.asarray(F, np.float64), upper), dtype)
+    assert bool(jnp.all(jnp.swapaxes(C, -1, -2) == C))
+    g = jax.grad(lambda x: jnp.sum(cholesky_inv(x, upper=upper).astype(jnp.float32)))(F)
+    assert g.dtype == jnp.dtype(dtype)
+    g32 = jax.grad(lambda x: jnp.sum(cholesky_inv(x, upper=upper)))(F.astype(jnp.float32))
+    np.testing.assert_allclose(
+        np.asarray(g, np.float32), np.asarray(g32), rtol=0, atol=0.05 * float(jnp.abs(g32).max())
+    )
+
+
+def test_accepts_numpy_and_lists():
+    L = [[2.0, 0.0], [1.0, 3.0]]
+    expected = np.linalg.inv(np.array(L) @ np.array(L).T)
+    np.testing.assert_allclose(cholesky_inv(L), expected, rtol=1e-12)
+    np.testing.assert_allclose(cholesky_inv(np.array(L)), expected, rtol=1e-12)
+
+
+def test_upper_and_lower_agree_bitwise(rng):
+    L = spd_factor(rng, (2,), 9)
+    np.testing.assert_array_equal(cholesky_inv(L), cholesky_inv(np.swapaxes(L, -1, -2), upper=True))

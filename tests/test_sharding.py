@@ -1,0 +1,30 @@
+"""Batch sharding over forced host devices (in a subprocess: XLA_FLAGS must precede jax)."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from sharding_check import _collectives
+
+
+def test_collective_detector_sees_collectives():
+    # Guards the HLO scan itself, so the subprocess check cannot pass vacuously.
+    assert _collectives("%x = f64[2] all-reduce(f64[2] %y)") == {"all-reduce"}
+    assert _collectives("%x = f64[4] all-gather-start(f64[2] %y)") == {"all-gather"}
+    assert _collectives("%x = f64[4] add(f64[2] %y)") == set()
+
+
+def test_batch_sharded_input_is_computed_shard_locally():
+    env = dict(os.environ)
+    flags = env.get("XLA_FLAGS", "") + " --xla_force_host_platform_device_count=4"
+    env["XLA_FLAGS"] = flags.strip()
+    env["JAX_PLATFORMS"] = "cpu"
+    script = Path(__file__).with_name("sharding_check.py")
+    proc = subprocess.run(
+        [sys.executable, str(script)], env=env, capture_output=True, text=True, timeout=300
+    )
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "sharding checks passed" in proc.stdout

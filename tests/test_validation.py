@@ -1,0 +1,81 @@
+"""Bad input gets a clear error naming the argument, the shape or dtype, and what is expected."""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from diffcholinv import cholesky_inv
+
+
+@pytest.mark.parametrize("shape", [(), (3,), (0,)])
+def test_rank_below_two(shape):
+    with pytest.raises(ValueError, match=r"L must have shape \[\.\.\., n, n\].*got shape") as e:
+        cholesky_inv(jnp.ones(shape))
+    assert str(tuple(shape)) in str(e.value)
+
+
+@pytest.mark.parametrize("shape", [(2, 3), (4, 3, 2), (1, 0)])
+def test_non_square(shape):
+    with pytest.raises(ValueError, match="square") as e:
+        cholesky_inv(jnp.ones(shape))
+    assert str(tuple(shape)) in str(e.value)
+    assert "[..., n, n]" in str(e.value)
+
+
+@pytest.mark.parametrize(
+    ("dtype", "name"),
+    [(jnp.int32, "int32"), (jnp.int8, "int8"), (jnp.uint8, "uint8"), (jnp.bool_, "bool")],
+)
+def test_integer_and_bool_dtypes(dtype, name):
+    with pytest.raises(TypeError, match=f"L has dtype {name}; expected a real floating") as e:
+        cholesky_inv(jnp.ones((3, 3), dtype))
+    assert "float32" in str(e.value)
+
+
+@pytest.mark.parametrize("dtype", [jnp.complex64, jnp.complex128])
+def test_complex_not_yet(dtype):
+    with pytest.raises(TypeError, match=r"complex.*not supported"):
+        cholesky_inv(jnp.eye(3, dtype=dtype))
+
+
+def test_python_int_list_is_integer_dtype():
+    with pytest.raises(TypeError, match="int"):
+        cholesky_inv([[1, 0], [0, 1]])
+
+
+@pytest.mark.parametrize("obj", ["abc", None, {"a": 1}, object()])
+def test_non_array_objects(obj):
+    with pytest.raises(TypeError, match="L must be an array"):
+        cholesky_inv(obj)
+
+
+@pytest.mark.parametrize("upper", [1, 0, "lower", None, np.array([True])])
+def test_upper_must_be_bool(upper):
+    with pytest.raises(TypeError, match="upper must be a bool"):
+        cholesky_inv(jnp.eye(2), upper)
+
+
+def test_upper_numpy_bool_is_accepted():
+    np.testing.assert_array_equal(cholesky_inv(jnp.eye(2), np.bool_(True)), jnp.eye(2))
+
+
+@pytest.mark.parametrize("device", ["cpu", 0, jax.devices, [jax.devices()[0]]])
+def test_device_wrong_type(device):
+    with pytest.raises(TypeError, match=r"device must be None, a jax\.Device"):
+        cholesky_inv(jnp.eye(2), device=device)
+
+
+def test_upper_is_keyword_or_positional_but_device_keyword_only():
+    with pytest.raises(TypeError):
+        cholesky_inv(jnp.eye(2), False, jax.devices()[0])  # type: ignore[misc]
+
+
+def test_checks_are_static_under_jit():
+    # Errors come at trace time, from shapes and dtypes alone.
+    with pytest.raises(ValueError, match="square"):
+        jax.jit(cholesky_inv).lower(jax.ShapeDtypeStruct((2, 3), jnp.float32))
+    with pytest.raises(TypeError, match="int32"):
+        jax.jit(cholesky_inv).lower(jax.ShapeDtypeStruct((3, 3), jnp.int32))
