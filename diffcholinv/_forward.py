@@ -24,6 +24,15 @@ def mT(x: jax.Array) -> jax.Array:
     return jnp.swapaxes(x, -1, -2)
 
 
+def mH(x: jax.Array) -> jax.Array:
+    """Conjugate transpose of the last two axes (``mT`` for real dtypes).
+
+    The algorithms are written with ``mH`` wherever the math has ``ᴴ`` so
+    that they carry over to complex Hermitian factors.
+    """
+    return jnp.conj(mT(x)) if jnp.iscomplexobj(x) else mT(x)
+
+
 def identity_like(x: jax.Array) -> jax.Array:
     """A batch of identities shaped and sharded like ``x``.
 
@@ -49,7 +58,7 @@ def tril(x: jax.Array) -> jax.Array:
 
 def mirror_lower(x: jax.Array) -> jax.Array:
     """Copy the lower triangle onto the upper one: the result is bitwise symmetric."""
-    return jnp.where(lower_mask(x), x, mT(x))
+    return jnp.where(lower_mask(x), x, mH(x))
 
 
 def tri_inv_lower(L: jax.Array) -> jax.Array:
@@ -64,7 +73,7 @@ def cholinv_reference(L: jax.Array) -> jax.Array:
     for the product; clear rather than fast.
     """
     Linv = tri_inv_lower(L)
-    return mirror_lower(matmul(mT(Linv), Linv))
+    return mirror_lower(matmul(mH(Linv), Linv))
 
 
 # The forward pass the op uses.
