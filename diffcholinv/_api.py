@@ -6,10 +6,21 @@ from functools import partial
 
 import jax
 import jax.numpy as jnp
+import numpy as np
+from jax import lax
+from jax.experimental import checkify
 from jax.typing import ArrayLike
 
 from . import _forward as F
-from ._validate import as_factor, check_device, check_upper, compute_dtype
+from ._validate import (
+    as_factor,
+    check_device,
+    check_flag,
+    check_platform,
+    check_upper,
+    compute_dtype,
+    target_platform,
+)
 from ._vjp import cholinv_lower
 
 
@@ -18,6 +29,7 @@ def cholesky_inv(
     upper: bool = False,
     *,
     device: jax.Device | jax.sharding.Sharding | None = None,
+    check: bool = False,
 ) -> jax.Array:
     r"""Inverse of a symmetric positive definite matrix from its Cholesky factor.
 
@@ -87,10 +99,57 @@ def cholesky_inv(
     arr = as_factor(L)
     upper = check_upper(upper)
     check_device(device)
+    check = check_flag(check)
+    check_platform(arr.dtype, target_platform(arr, device))
     if device is not None:
         arr = jax.device_put(arr, device)
+    if check and arr.size:
+        _check_factor(arr, upper=upper)
     out: jax.Array = _cholesky_inv(arr, upper=upper)
     return out
+
+
+def _check_factor(L: jax.Array, *, upper: bool) -> None:
+    """``checkify.check`` that the read triangle is finite and the diagonal non-zero.
+
+    Names the first offending entry. Runs outside the op's ``jit`` so that an
+    eager call fails at once; under ``jit`` the caller must ``checkify``.
+    """
+    n = L.shape[-1]
+    rows = lax.broadcasted_iota(jnp.int32, (n, n), 0)
+    cols = lax.broadcasted_iota(jnp.int32, (n, n), 1)
+    read = rows <= cols if upper else rows >= cols
+    bad = (read & ~jnp.isfinite(L)) | ((rows == cols) & (L == 0))
+    flat = jnp.argmax(bad.reshape(-1))
+    where = ", ".join("{}" for _ in L.shape)
+    checkify.check(
+        ~jnp.any(bad),
+        "cholesky_inv(check=True): the factor L of shape "
+        + str(tuple(L.shape))
+        + f" has L[{where}] = {{}}; its diagonal must be non-zero and its "
+        + ("upper" if upper else "lower")
+        + " triangle finite (A = L Lᴴ is singular or not finite).",
+        *jnp.unravel_index(flat, L.shape),
+        L.reshape(-1)[flat],
+    )
+
+
+def _pow2(k: jax.Array, dtype: np.dtype) -> jax.Array:
+    """``2**k`` in the real floating ``dtype``, exact, for normal-range integer ``k``.
+
+    Built from the exponent bits, so no rounding on any backend.
+    """
+    info = jnp.finfo(dtype)
+    itype = jnp.int64 if info.bits == 64 else jnp.int32
+    bits = (k.astype(itype) + (info.maxexp - 1)) << info.nmant
+    return lax.bitcast_convert_type(bits, dtype)
+
+
+def _scale(x: jax.Array, s: jax.Array) -> jax.Array:
+    """``x * s`` for a real ``s``; complex ``x`` scaled part by part (no ``inf * 0``)."""
+    if jnp.iscomplexobj(x):
+        return lax.complex(jnp.real(x) * s, jnp.imag(x) * s)
+    return x * s
 
 
 @partial(jax.jit, static_argnames=("upper",))
@@ -98,7 +157,20 @@ def _cholesky_inv(L: jax.Array, *, upper: bool) -> jax.Array:
     dtype = L.dtype
     if L.size == 0:
         return jnp.zeros_like(L)
-    if upper:  # A = Uᵀ U = L Lᵀ with L = Uᵀ: reduce to the lower case.
-        L = F.mT(L)
+    if upper:  # A = Uᴴ U = L Lᴴ with L = Uᴴ: reduce to the lower case.
+        L = F.mH(L)
     Lw = F.tril(L.astype(compute_dtype(dtype)))
-    return cholinv_lower(Lw).astype(dtype)
+    # Rescale by a power of two per matrix, L = 2ᵉ L', so that L' has its
+    # largest diagonal entry in [1/2, 1): then A⁻¹ = 2⁻ᵉ (L' L'ᴴ)⁻¹ 2⁻ᵉ, exact in
+    # floating point (only exponents change), and factors near the overflow or
+    # underflow limits give the right answer, or ±inf / 0 exactly where A⁻¹
+    # itself overflows or underflows, instead of inf - inf = nan inside the
+    # products. e = 0 where the diagonal is zero or not finite.
+    rdt = jnp.finfo(Lw.dtype).dtype
+    lim = jnp.finfo(rdt).maxexp - 2  # 2**±lim are normal numbers
+    d = jnp.max(jnp.abs(jnp.diagonal(lax.stop_gradient(Lw), axis1=-2, axis2=-1)), axis=-1)
+    e = jnp.where(jnp.isfinite(d), jnp.frexp(d)[1], 0)
+    e = jnp.clip(e, -lim, lim)[..., None, None]
+    C = cholinv_lower(_scale(Lw, _pow2(-e, rdt)))
+    inv = _pow2(-e, rdt)
+    return _scale(_scale(C, inv), inv).astype(dtype)

@@ -57,8 +57,19 @@ def tril(x: jax.Array) -> jax.Array:
 
 
 def mirror_lower(x: jax.Array) -> jax.Array:
-    """Copy the lower triangle onto the upper one: the result is bitwise symmetric."""
-    return jnp.where(lower_mask(x), x, mH(x))
+    """Copy the lower triangle onto the upper one: the result is bitwise symmetric.
+
+    For complex ``x`` the upper triangle gets the conjugates and the diagonal
+    its real part, so the result is exactly Hermitian.
+    """
+    out = jnp.where(lower_mask(x), x, mH(x))
+    if jnp.iscomplexobj(x):
+        n = x.shape[-1]
+        diag = lax.broadcasted_iota(jnp.int32, (n, n), 0) == lax.broadcasted_iota(
+            jnp.int32, (n, n), 1
+        )
+        out = jnp.where(diag, jnp.real(out).astype(x.dtype), out)
+    return out
 
 
 def tri_inv_lower(L: jax.Array) -> jax.Array:

@@ -13,17 +13,27 @@ import jax.numpy as jnp
 import numpy as np
 
 # Floating dtypes the op accepts. The half-precision ones are computed in
-# float32 and cast back (see ``compute_dtype``).
-SUPPORTED_DTYPES: tuple[str, ...] = ("float16", "bfloat16", "float32", "float64")
+# float32 and cast back (see ``compute_dtype``); complex factors are Hermitian
+# (``A = L Lᴴ``).
+SUPPORTED_DTYPES: tuple[str, ...] = (
+    "float16",
+    "bfloat16",
+    "float32",
+    "float64",
+    "complex64",
+    "complex128",
+)
 _HALF_DTYPES = ("float16", "bfloat16")
+# Platforms without complex arithmetic (jax-metal has no complex dtypes).
+_NO_COMPLEX_PLATFORMS = ("metal",)
 
 
 def as_factor(L: Any) -> jax.Array:
     """Return ``L`` as a jax array of shape ``[..., n, n]`` and a supported dtype.
 
     Raises:
-      TypeError: ``L`` is not array-like, or its dtype is not a real floating
-        dtype listed in ``SUPPORTED_DTYPES``.
+      TypeError: ``L`` is not array-like, or its dtype is not one of
+        ``SUPPORTED_DTYPES`` (integer and bool included).
       ValueError: ``L`` has fewer than 2 dimensions or is not square in the last
         two.
     """
@@ -42,13 +52,9 @@ def as_factor(L: Any) -> jax.Array:
 
     dtype = np.dtype(arr.dtype)
     if dtype.name not in SUPPORTED_DTYPES:
-        if jnp.issubdtype(dtype, jnp.complexfloating):
-            hint = " Complex (Hermitian) factors are not supported yet."
-        else:
-            hint = ""
         raise TypeError(
-            f"cholesky_inv: L has dtype {dtype.name}; expected a real floating "
-            f"dtype, one of {', '.join(SUPPORTED_DTYPES)}.{hint}"
+            f"cholesky_inv: L has dtype {dtype.name}; expected a floating or "
+            f"complex dtype, one of {', '.join(SUPPORTED_DTYPES)}."
         )
 
     shape = tuple(arr.shape)
@@ -83,6 +89,17 @@ def check_upper(upper: Any) -> bool:
     )
 
 
+def check_flag(check: Any) -> bool:
+    """Return ``check`` as a Python bool; it must be a (numpy) bool."""
+    if isinstance(check, (bool, np.bool_)):
+        return bool(check)
+    raise TypeError(
+        f"cholesky_inv: check must be a bool (True: fail through "
+        f"jax.experimental.checkify on a zero or non-finite factor); got {check!r} "
+        f"of type {type(check).__name__}."
+    )
+
+
 def check_device(device: Any) -> None:
     """``device`` must be ``None``, a ``jax.Device`` or a ``jax.sharding.Sharding``."""
     if device is None or isinstance(device, (jax.Device, jax.sharding.Sharding)):
@@ -94,10 +111,45 @@ def check_device(device: Any) -> None:
     )
 
 
+def target_platform(arr: Any, device: Any) -> str:
+    """Lower-case name of the platform ``cholesky_inv(arr, device=device)`` runs on.
+
+    ``device`` if given, else the device of a committed concrete input, else
+    the default backend (tracers under ``jit`` carry no device; the default
+    backend is where ``jit`` compiles unless told otherwise).
+    """
+    if isinstance(device, jax.Device):
+        return str(device.platform).lower()
+    if isinstance(device, jax.sharding.Sharding):
+        first: Any = next(iter(device.device_set))
+        return str(first.platform).lower()
+    try:  # a tracer has neither a device nor ``committed``: fall through
+        if isinstance(arr, jax.Array) and arr.committed:
+            placed: Any = next(iter(arr.devices()))
+            return str(placed.platform).lower()
+    except Exception:
+        pass
+    return str(jax.default_backend()).lower()
+
+
+def check_platform(dtype: Any, platform: str) -> None:
+    """Complex dtypes need a platform with complex arithmetic (not Metal)."""
+    dtype = np.dtype(dtype)
+    if jnp.issubdtype(dtype, jnp.complexfloating) and platform.lower() in _NO_COMPLEX_PLATFORMS:
+        raise TypeError(
+            f"cholesky_inv: L has dtype {dtype.name}, but the {platform} platform has "
+            f"no complex dtypes; compute on the CPU instead, e.g. "
+            f"cholesky_inv(L, device=jax.devices('cpu')[0])."
+        )
+
+
 __all__ = [
     "SUPPORTED_DTYPES",
     "as_factor",
     "check_device",
+    "check_flag",
+    "check_platform",
     "check_upper",
     "compute_dtype",
+    "target_platform",
 ]
