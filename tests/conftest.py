@@ -5,8 +5,26 @@ from __future__ import annotations
 import jax
 import numpy as np
 import pytest
+from hypothesis import HealthCheck, settings
 
 jax.config.update("jax_enable_x64", True)
+
+# Property-based tests (tests/test_properties.py). "ci", the default: a fixed
+# seed (derandomize) and a bounded example count, so the suite stays fast and
+# reproducible. "long": many random examples, for local runs:
+#   python -m pytest tests/test_properties.py --hypothesis-profile=long
+# Every example compiles a new shape, so "too slow" health checks are off.
+_SLOW = [HealthCheck.too_slow, HealthCheck.data_too_large]
+settings.register_profile(
+    "ci",
+    max_examples=15,
+    derandomize=True,
+    database=None,
+    deadline=None,
+    suppress_health_check=_SLOW,
+)
+settings.register_profile("long", max_examples=1000, deadline=None, suppress_health_check=_SLOW)
+settings.load_profile("ci")
 
 # Relative tolerances (to max |A⁻¹|) for well-conditioned inputs (kappa(A) < ~50),
 # loose enough for any LAPACK/XLA ordering of the sums, tight enough to catch a

@@ -1,0 +1,246 @@
+"""Numerical guarantees: error vs κ(A)·ε, extreme scales, singular and non-finite
+input, checked mode (``check=True`` with ``jax.experimental.checkify``), and the
+platform check for complex dtypes.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+from types import ModuleType
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from conftest import spd_factor
+from jax.experimental import checkify
+
+from diffcholinv import _validate, cholesky_inv
+
+ROOT = Path(__file__).resolve().parents[1]
+
+# The stated bound (docs/math.md, "Accuracy"): for n ≤ 128, the normwise relative
+# error of A⁻¹, from a factor L computed in the dtype, is at most BOUND · κ₂(A) · ε.
+BOUND = 4.0
+
+
+def _accuracy_script() -> ModuleType:
+    spec = importlib.util.spec_from_file_location("accuracy", ROOT / "scripts" / "accuracy.py")
+    assert spec is not None and spec.loader is not None
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+ACC = _accuracy_script()
+
+
+@pytest.mark.parametrize(("dtype", "kappa"), [(d, k) for d, ks in ACC.KAPPAS.items() for k in ks])
+def test_error_within_bound_and_no_worse_than_cho_solve_and_potri(dtype, kappa):
+    for seed in range(2):
+        r = ACC.measure(dtype, kappa, 24, seed)
+        for kind in ("end_to_end", "factor"):
+            ours = r[kind]["cholesky_inv"]
+            worse_ref = max(r[kind]["cho_solve(L, I)"], r[kind]["LAPACK potri"])
+            assert ours <= BOUND, (kind, seed, r)
+            # No worse than the references, up to rounding noise (a factor 2,
+            # or a few ε when all are at the rounding floor).
+            assert ours <= 2 * worse_ref + 4 / kappa, (kind, seed, r)
+
+
+def test_accuracy_script_runs(capsys):
+    assert ACC.main(["--quick", "--dtypes", "float32"]) == 0
+    out = capsys.readouterr().out
+    assert "| float32 | 1e6 |" in out
+
+
+# ---- extreme scales ---------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("dtype", "scales"),
+    [
+        ("float64", (1e150, 1e-150, 1e160, 1e-160, 1e-200, 1e200, 1e300, 1e-300)),
+        ("complex128", (1e150, 1e-150, 1e-170, 1e170)),
+        ("float32", (1e15, 1e-15, 1e-20, 1e20, 1e30, 1e-30)),
+    ],
+)
+def test_extreme_scales_right_answer_or_exact_inf_or_zero(rng, dtype, scales):
+    L = spd_factor(rng, (2,), 8)
+    if dtype.startswith("complex"):
+        L = L + 1j * np.tril(rng.standard_normal(L.shape), -1) * 0.3
+    ref = np.linalg.inv(L @ np.conj(np.swapaxes(L, -1, -2)))
+    ref = (ref + np.conj(np.swapaxes(ref, -1, -2))) / 2  # the true A⁻¹ has a real diagonal
+    info = np.finfo(np.dtype(dtype))
+    for s in scales:
+        C = np.asarray(jax.jit(cholesky_inv)((L * s).astype(dtype)))
+        with np.errstate(over="ignore", under="ignore"):
+            exact = ref / s / s  # float64 has the range of the float32 cases
+        assert not np.any(np.isnan(C)), s
+        # Real and imaginary parts are checked as separate real numbers.
+        C, exact = np.stack([np.real(C), np.imag(C)]), np.stack([np.real(exact), np.imag(exact)])
+        big = np.abs(exact) > info.max
+        tiny = np.abs(exact) < info.tiny
+        normal = ~big & ~tiny
+        # Overflow: ±inf with the sign of the true value; underflow: (signed) zero
+        # or a subnormal; in range: the right answer.
+        np.testing.assert_array_equal(C[big], np.where(exact[big] > 0, np.inf, -np.inf))
+        assert np.all(np.abs(C[tiny]) <= info.tiny), s
+        rel = np.abs(C[normal] - exact[normal]) / np.max(np.abs(exact[normal]), initial=1e-300)
+        assert np.all(rel <= 100 * info.eps), (s, np.max(rel, initial=0))
+
+
+@pytest.mark.parametrize("s", [1e150, 1e-150])
+def test_extreme_scale_matches_unscaled_bitwise(rng, s):
+    # The rescaling changes only exponents: the scaled result is the unscaled
+    # one times 1/s² wherever that is in range.
+    L = spd_factor(rng, (), 6)
+    k = int(np.round(np.log2(s)))
+    p = 2.0**k
+    C = np.asarray(cholesky_inv(L * p))
+    np.testing.assert_array_equal(C, np.asarray(cholesky_inv(L)) / p / p)
+
+
+# ---- singular and non-finite input ----------------------------------------
+
+CASES = {
+    # name: (entry, value, what the matrix's result holds)
+    "zero diagonal": ((2, 2), 0.0, "nonfinite"),
+    "nan diagonal": ((2, 2), np.nan, "nan"),
+    "nan off-diagonal": ((3, 1), np.nan, "nan"),
+    "inf off-diagonal": ((3, 1), np.inf, "nan"),
+    "inf diagonal": ((2, 2), np.inf, "limit"),
+}
+
+
+@pytest.mark.parametrize("case", list(CASES))
+@pytest.mark.parametrize("dtype", ["float32", "float64", "complex128"])
+@pytest.mark.parametrize("transform", ["jit", "vmap"])
+def test_singular_and_nonfinite(rng, case, dtype, transform):
+    (i, j), value, kind = CASES[case]
+    L = spd_factor(rng, (3,), 5).astype(dtype)
+    L[1, i, j] = value  # only the second matrix is bad
+    W = rng.standard_normal(L.shape).astype(dtype)
+
+    def loss(x):
+        return jnp.real(jnp.sum(W * cholesky_inv(x)))
+
+    if transform == "jit":
+        C = jax.jit(cholesky_inv)(L)
+        g = jax.jit(jax.grad(loss))(L)
+    else:
+        C = jax.vmap(cholesky_inv)(L)
+        g = jax.vmap(jax.grad(lambda x, w: jnp.real(jnp.sum(w * cholesky_inv(x)))))(L, W)
+    C, g = np.asarray(C), np.asarray(g)
+    good = [0, 2]
+    assert np.all(np.isfinite(C[good])) and np.all(np.isfinite(g[good]))
+    np.testing.assert_allclose(C[good], cholesky_inv(L[good]), rtol=1e-6)
+    if kind == "nonfinite":
+        assert not np.all(np.isfinite(C[1]))
+        assert not np.all(np.isfinite(g[1]))
+    elif kind == "nan":
+        assert np.any(np.isnan(C[1]))
+        assert np.any(np.isnan(g[1]))
+    else:  # inf on the diagonal: the limit, row and column i of A⁻¹ are zero
+        M = np.delete(np.delete(L[1], i, 0), i, 1)
+        expected = np.linalg.inv(M.astype(np.complex128) @ np.conj(M.T).astype(np.complex128))
+        expected = np.insert(np.insert(expected, i, 0, axis=0), i, 0, axis=1)
+        np.testing.assert_allclose(C[1], expected, rtol=1e-5, atol=1e-7)
+
+
+# ---- checked mode ----------------------------------------------------------
+
+
+def _bad_batch(rng: np.random.Generator) -> np.ndarray:
+    L = spd_factor(rng, (3,), 4)
+    L[2, 1, 1] = 0.0
+    return L
+
+
+def test_check_with_checkify_names_the_entry(rng):
+    L = _bad_batch(rng)
+    f = checkify.checkify(jax.jit(lambda x: cholesky_inv(x, check=True)))
+    err, C = f(L)
+    msg = err.get()
+    assert msg is not None
+    assert "L[2, 1, 1] = 0.0" in msg and "(3, 4, 4)" in msg
+    assert C.shape == L.shape
+    ok, _ = f(spd_factor(rng, (3,), 4))
+    assert ok.get() is None
+
+
+@pytest.mark.parametrize("upper", [False, True])
+def test_check_reads_only_the_named_triangle(rng, upper):
+    L = spd_factor(rng, (), 4)
+    F = L.T.copy() if upper else L.copy()
+    unread = np.tril(np.ones((4, 4), bool), -1) if upper else np.triu(np.ones((4, 4), bool), 1)
+    F[unread] = np.nan
+    f = checkify.checkify(lambda x: cholesky_inv(x, upper=upper, check=True))
+    assert f(F)[0].get() is None
+    F[~unread & ~np.eye(4, dtype=bool)] = np.inf
+    assert "= inf" in f(F)[0].get()
+
+
+def test_check_under_vmap_and_grad(rng):
+    L = _bad_batch(rng)
+
+    def loss(x):
+        return jnp.sum(cholesky_inv(x, check=True))
+
+    err, _ = checkify.checkify(jax.grad(loss))(L)
+    assert err.get() is not None
+    err, _ = checkify.checkify(jax.vmap(lambda x: cholesky_inv(x, check=True)))(L)
+    assert "L[1, 1] = 0.0" in err.get()
+    err, _ = checkify.checkify(jax.grad(loss))(spd_factor(rng, (3,), 4))
+    assert err.get() is None
+
+
+def test_check_eager_raises_and_unchecked_jit_refuses(rng):
+    L = _bad_batch(rng)
+    with pytest.raises(checkify.JaxRuntimeError, match=r"L\[2, 1, 1\] = 0.0"):
+        cholesky_inv(L, check=True)
+    np.testing.assert_array_equal(cholesky_inv(L[:2], check=True), cholesky_inv(L[:2]))
+    # Under jit, check=True needs checkify: an error at trace time, not silence.
+    with pytest.raises(ValueError, match="checkify"):
+        jax.jit(lambda x: cholesky_inv(x, check=True))(L)
+
+
+def test_check_off_costs_nothing(rng):
+    L = spd_factor(rng, (2,), 4)
+    off = str(jax.make_jaxpr(cholesky_inv)(L))
+    on = str(jax.make_jaxpr(lambda x: cholesky_inv(x, check=True))(L))
+    assert "check" not in off
+    assert "check" in on
+
+
+@pytest.mark.parametrize("check", [1, "yes", None])
+def test_check_must_be_bool(check):
+    with pytest.raises(TypeError, match="check must be a bool"):
+        cholesky_inv(jnp.eye(2), check=check)
+
+
+# ---- platforms without complex (Metal) -------------------------------------
+
+
+@pytest.mark.parametrize("dtype", ["complex64", "complex128"])
+def test_complex_on_metal_is_a_clear_error(monkeypatch, dtype):
+    with pytest.raises(TypeError, match=f"L has dtype {dtype}, but the METAL platform"):
+        _validate.check_platform(np.dtype(dtype), "METAL")
+    _validate.check_platform(np.dtype("float32"), "METAL")  # real dtypes are fine
+    _validate.check_platform(np.dtype(dtype), "cpu")
+    # The public function asks where it will run: here, a default backend of Metal.
+    monkeypatch.setattr(jax, "default_backend", lambda: "METAL")
+    with pytest.raises(TypeError, match="no complex dtypes"):
+        cholesky_inv(jnp.eye(2, dtype=dtype))
+    with pytest.raises(TypeError, match="no complex dtypes"):
+        jax.jit(cholesky_inv)(jnp.eye(2, dtype=dtype))
+    np.testing.assert_array_equal(cholesky_inv(np.eye(2)), np.eye(2))
+
+
+def test_target_platform(rng):
+    cpu = jax.devices("cpu")[0]
+    assert _validate.target_platform(np.eye(2), cpu) == "cpu"
+    sharding = jax.sharding.SingleDeviceSharding(cpu)
+    assert _validate.target_platform(np.eye(2), sharding) == "cpu"
+    assert _validate.target_platform(jax.device_put(jnp.eye(2), cpu), None) == "cpu"
