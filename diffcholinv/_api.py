@@ -31,49 +31,67 @@ def cholesky_inv(
     device: jax.Device | jax.sharding.Sharding | None = None,
     check: bool = False,
 ) -> jax.Array:
-    r"""Inverse of a symmetric positive definite matrix from its Cholesky factor.
+    r"""Inverse of a Hermitian positive definite matrix from its Cholesky factor.
 
-    Given ``L`` with ``A = L Lᵀ`` (``upper=False``) or ``U`` with ``A = Uᵀ U``
+    Given ``L`` with ``A = L Lᴴ`` (``upper=False``) or ``U`` with ``A = Uᴴ U``
     (``upper=True``), returns
 
     .. math::
 
-        A^{-1} = L^{-T} L^{-1}.
+        A^{-1} = L^{-H} L^{-1}.
 
-    Leading dimensions are a batch: ``L`` of shape ``[..., n, n]`` gives
-    ``A⁻¹`` of shape ``[..., n, n]``. Only the named triangle of ``L`` is read;
-    the other may hold anything (nan included) and gets a zero gradient. The
-    result is exactly (bitwise) symmetric and has the dtype of ``L``.
+    For real dtypes ``ᴴ`` is the transpose. Leading dimensions are a batch:
+    ``L`` of shape ``[..., n, n]`` gives ``A⁻¹`` of shape ``[..., n, n]``. Only
+    the named triangle of ``L`` is read; the other may hold anything (nan
+    included) and gets a zero gradient. The result is exactly (bitwise)
+    symmetric, Hermitian with a real diagonal for complex dtypes, and has the
+    dtype of ``L``. Each matrix is rescaled by a power of two internally, so
+    factors near the overflow or underflow limits give the right answer, or
+    ±inf / 0 exactly where ``A⁻¹`` itself overflows or underflows.
 
     The op is a ``jax.custom_vjp`` function with an analytic backward pass
-    (``L̄ = -tril(C S L⁻ᵀ)`` with ``C = A⁻¹``, ``S = Ḡ + Ḡᵀ``). It composes
-    with ``jit``, ``vmap``, ``grad``, grad-of-grad and ``jax.hessian``.
-    Forward-mode differentiation applied directly to the op (``jax.jvp``,
-    ``jax.jacfwd``) is not supported by ``custom_vjp``: use ``jax.jacrev``
-    for Jacobians; ``jax.hessian`` (``jacfwd`` over ``jacrev``) works.
+    (``L̄ = -tril(C S L⁻ᴴ)`` with ``C = A⁻¹``, ``S = Ḡ + Ḡᴴ``, conjugated per
+    JAX's convention for complex inputs). It composes with ``jit``, ``vmap``,
+    ``grad``, grad-of-grad and ``jax.hessian``. Forward-mode differentiation
+    applied directly to the op (``jax.jvp``, ``jax.jacfwd``) is not supported
+    by ``custom_vjp``: use ``jax.jacrev`` for Jacobians; ``jax.hessian``
+    (``jacfwd`` over ``jacrev``) works.
 
     Args:
-      L: Cholesky factor, array-like of shape ``[..., n, n]``; float32 or
-        float64 (float16 and bfloat16 are computed in float32 and cast back).
-      upper: ``False`` (default): ``L`` is lower triangular with ``A = L Lᵀ``.
-        ``True``: ``L`` is upper triangular ``U`` with ``A = Uᵀ U``. Either
-        way the result is the full symmetric ``A⁻¹``.
+      L: Cholesky factor, array-like of shape ``[..., n, n]``; float32,
+        float64, complex64 or complex128 (float16 and bfloat16 are computed in
+        float32 and cast back). Complex: the whole diagonal is used as given,
+        imaginary part included (``A = L Lᴴ`` is still Hermitian positive
+        definite), and gets its exact gradient.
+      upper: ``False`` (default): ``L`` is lower triangular with ``A = L Lᴴ``.
+        ``True``: ``L`` is upper triangular ``U`` with ``A = Uᴴ U``. Either
+        way the result is the full Hermitian ``A⁻¹``.
       device: where to compute and place the result: ``None`` (default
         placement, or that of a committed input), a ``jax.Device``, or a
         ``jax.sharding.Sharding``. Mirrors MLX's ``stream`` argument.
+      check: ``True`` adds a ``jax.experimental.checkify`` check that the
+        diagonal of ``L`` is non-zero and its named triangle finite; the
+        error names the first offending entry. Eagerly a failed check raises
+        at once; under ``jit`` wrap the function in ``checkify.checkify``.
+        ``False`` (default) adds nothing to the program.
 
     Returns:
       ``A⁻¹``, a ``jax.Array`` of shape ``[..., n, n]`` and the dtype of ``L``.
-      A singular factor (a zero on the diagonal) gives inf/nan entries, never
-      an exception.
+      A singular factor (a zero on the diagonal) or nan in the read triangle
+      gives inf/nan entries in that matrix's result, never an exception
+      (unless ``check=True``); see docs/robustness.md.
 
     Raises:
       TypeError: ``L`` is not array-like or has a dtype other than float16,
-        bfloat16, float32 or float64 (integer, bool and complex included);
-        ``upper`` is not a bool; ``device`` is not ``None``, a ``jax.Device``
-        or a ``jax.sharding.Sharding``.
+        bfloat16, float32, float64, complex64 or complex128 (integer and bool
+        included); ``L`` is complex and the computation would run on Metal
+        (no complex dtypes there); ``upper`` or ``check`` is not a bool;
+        ``device`` is not ``None``, a ``jax.Device`` or a
+        ``jax.sharding.Sharding``.
       ValueError: ``L`` has fewer than 2 dimensions or its last two are not
         equal.
+      checkify.JaxRuntimeError: ``check=True``, called eagerly, and the
+        factor is singular or not finite.
 
     Example:
       >>> import jax
@@ -88,6 +106,14 @@ def cholesky_inv(
       >>> g = jax.grad(lambda L: jnp.trace(cholesky_inv(L)))(L)
       >>> float(g[0, 1])  # the unread triangle gets no gradient
       0.0
+      >>> Lc = jnp.array([[2.0, 0.0], [1.0 - 1.0j, 3.0]])  # complex: A = L Lᴴ
+      >>> Cc = cholesky_inv(Lc)
+      >>> bool((Cc == Cc.conj().T).all())
+      True
+      >>> from jax.experimental import checkify
+      >>> err, _ = checkify.checkify(lambda x: cholesky_inv(x, check=True))(L.at[1, 1].set(0.0))
+      >>> print(err.get().splitlines()[0])  # doctest: +ELLIPSIS
+      cholesky_inv(check=True): the factor L of shape (2, 2) has L[1, 1] = 0.0; ...
 
     References:
       - LAPACK ``?potri``: inverse from a Cholesky factor.

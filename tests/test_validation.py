@@ -80,3 +80,27 @@ def test_checks_are_static_under_jit():
         jax.jit(cholesky_inv).lower(jax.ShapeDtypeStruct((2, 3), jnp.float32))
     with pytest.raises(TypeError, match="int32"):
         jax.jit(cholesky_inv).lower(jax.ShapeDtypeStruct((3, 3), jnp.int32))
+
+
+# Rows of the input table in docs/robustness.md that are accepted.
+
+
+def test_numpy_array_and_python_float_list():
+    np.testing.assert_array_equal(cholesky_inv(np.eye(3) * 2.0), np.eye(3) * 0.25)
+    C = cholesky_inv([[2.0, 0.0], [1.0, 1.0]])
+    assert C.dtype == jnp.asarray(1.0).dtype  # the default float (float64 under x64)
+    np.testing.assert_allclose(C, np.linalg.inv([[4.0, 2.0], [2.0, 2.0]]), rtol=1e-6)
+
+
+def test_tracer_input():
+    L = jnp.array([[2.0, 0.0], [1.0, 1.0]])
+    np.testing.assert_array_equal(jax.jit(lambda x: cholesky_inv(x * 1.0))(L), cholesky_inv(L))
+    with pytest.raises(ValueError, match="square"):
+        jax.jit(lambda x: cholesky_inv(x[:, :1]))(L)
+
+
+@pytest.mark.parametrize("dtype", ["float16", "bfloat16", "complex64", "complex128"])
+def test_accepted_dtypes_keep_their_dtype(dtype):
+    C = cholesky_inv(jnp.eye(2, dtype=dtype) * 2)
+    assert C.dtype == jnp.dtype(dtype)
+    np.testing.assert_array_equal(np.asarray(C.astype(jnp.complex64)), np.eye(2) * 0.25)
