@@ -78,25 +78,29 @@ def compute_dtype(dtype: Any) -> np.dtype:
     return np.dtype(np.float32) if dtype.name in _HALF_DTYPES else dtype
 
 
+def _as_bool(name: str, value: Any, meaning: str) -> bool:
+    """Return ``value`` as a Python bool; it must be a (numpy) bool."""
+    if isinstance(value, (bool, np.bool_)):
+        return bool(value)
+    raise TypeError(
+        f"cholesky_inv: {name} must be a bool ({meaning}); got {value!r} of type "
+        f"{type(value).__name__}."
+    )
+
+
 def check_upper(upper: Any) -> bool:
     """Return ``upper`` as a Python bool; it must be a (numpy) bool."""
-    if isinstance(upper, (bool, np.bool_)):
-        return bool(upper)
-    raise TypeError(
-        f"cholesky_inv: upper must be a bool (False: L is lower with A = L L^T; "
-        f"True: L is upper with A = U^T U); got {upper!r} of type "
-        f"{type(upper).__name__}."
+    return _as_bool(
+        "upper", upper, "False: L is lower with A = L L^H; True: L is upper with A = U^H U"
     )
 
 
 def check_flag(check: Any) -> bool:
     """Return ``check`` as a Python bool; it must be a (numpy) bool."""
-    if isinstance(check, (bool, np.bool_)):
-        return bool(check)
-    raise TypeError(
-        f"cholesky_inv: check must be a bool (True: fail through "
-        f"jax.experimental.checkify on a zero or non-finite factor); got {check!r} "
-        f"of type {type(check).__name__}."
+    return _as_bool(
+        "check",
+        check,
+        "True: fail through jax.experimental.checkify on a zero or non-finite factor",
     )
 
 
