@@ -64,7 +64,7 @@ HYPERPARAMETERS: tuple[tuple[str, float], ...] = (
     ("white noise variance", 0.1**2),
 )
 THETA0 = np.log([v for _, v in HYPERPARAMETERS])
-ROOT = Path(__file__).resolve().parent
+FIGURES = Path(__file__).resolve().parents[1] / "docs" / "images"
 
 
 # --------------------------------------------------------------------------- data
@@ -262,7 +262,9 @@ def _parse(argv: Sequence[str] | None) -> argparse.Namespace:
         default="trace",
         help="gradient used for training (both are checked to agree)",
     )
-    p.add_argument("--out", type=Path, default=ROOT, help="folder for the PNG")
+    p.add_argument(
+        "--out", type=Path, default=FIGURES, help="folder for the PNG (default docs/images)"
+    )
     p.add_argument("--no-plot", action="store_true", help="skip the figure")
     p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     return p.parse_args(argv)

@@ -45,7 +45,7 @@ from tqdm import tqdm  # noqa: E402
 from diffcholinv import cholesky_inv  # noqa: E402
 
 JITTER = 1e-10  # scikit-learn's default ``alpha``
-ROOT = Path(__file__).resolve().parent
+FIGURES = Path(__file__).resolve().parents[1] / "docs" / "images"
 _LOG_2PI = math.log(2.0 * math.pi)
 
 
@@ -157,7 +157,9 @@ def _parse(argv: Sequence[str] | None) -> argparse.Namespace:
     p.add_argument(
         "--checks", type=int, default=None, help="points checked by brute force (default 30)"
     )
-    p.add_argument("--out", type=Path, default=ROOT, help="folder for the PNG")
+    p.add_argument(
+        "--out", type=Path, default=FIGURES, help="folder for the PNG (default docs/images)"
+    )
     p.add_argument("--no-plot", action="store_true", help="skip the figure")
     p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     return p.parse_args(argv)
