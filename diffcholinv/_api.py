@@ -16,6 +16,7 @@ from ._validate import (
     as_factor,
     check_device,
     check_flag,
+    check_method,
     check_platform,
     check_upper,
     compute_dtype,
@@ -30,6 +31,7 @@ def cholesky_inv(
     *,
     device: jax.Device | jax.sharding.Sharding | None = None,
     check: bool = False,
+    method: str = "auto",
 ) -> jax.Array:
     r"""Inverse of a Hermitian positive definite matrix from its Cholesky factor.
 
@@ -74,6 +76,13 @@ def cholesky_inv(
         error names the first offending entry. Eagerly a failed check raises
         at once; under ``jit`` wrap the function in ``checkify.checkify``.
         ``False`` (default) adds nothing to the program.
+      method: the algorithm. ``"auto"`` (default): chosen per lowering
+        platform with ``jax.lax.platform_dependent``; Metal, which cannot
+        lower triangular solves, gets the product-only path, CPU and GPU the
+        triangular solves. ``"solve"``: triangular solves everywhere.
+        ``"products"``: the product-only path everywhere (matrix products,
+        elementwise ops and ``lax.fori_loop``; no ``triangular_solve``, no
+        custom calls), forward and backward. See docs/scaling.md.
 
     Returns:
       ``A⁻¹``, a ``jax.Array`` of shape ``[..., n, n]`` and the dtype of ``L``.
@@ -87,9 +96,9 @@ def cholesky_inv(
         included); ``L`` is complex and the computation would run on Metal
         (no complex dtypes there); ``upper`` or ``check`` is not a bool;
         ``device`` is not ``None``, a ``jax.Device`` or a
-        ``jax.sharding.Sharding``.
+        ``jax.sharding.Sharding``; ``method`` is not a string.
       ValueError: ``L`` has fewer than 2 dimensions or its last two are not
-        equal.
+        equal; ``method`` is not one of the names above.
       checkify.JaxRuntimeError: ``check=True``, called eagerly, and the
         factor is singular or not finite.
 
@@ -126,12 +135,13 @@ def cholesky_inv(
     upper = check_upper(upper)
     check_device(device)
     check = check_flag(check)
+    method = check_method(method)
     check_platform(arr.dtype, target_platform(arr, device))
     if device is not None:
         arr = jax.device_put(arr, device)
     if check and arr.size:
         _check_factor(arr, upper=upper)
-    out: jax.Array = _cholesky_inv(arr, upper=upper)
+    out: jax.Array = _cholesky_inv(arr, upper=upper, method=method)
     return out
 
 
@@ -178,8 +188,8 @@ def _scale(x: jax.Array, s: jax.Array) -> jax.Array:
     return x * s
 
 
-@partial(jax.jit, static_argnames=("upper",))
-def _cholesky_inv(L: jax.Array, *, upper: bool) -> jax.Array:
+@partial(jax.jit, static_argnames=("upper", "method"))
+def _cholesky_inv(L: jax.Array, *, upper: bool, method: str) -> jax.Array:
     dtype = L.dtype
     if L.size == 0:
         return jnp.zeros_like(L)
@@ -197,6 +207,6 @@ def _cholesky_inv(L: jax.Array, *, upper: bool) -> jax.Array:
     d = jnp.max(jnp.abs(jnp.diagonal(lax.stop_gradient(Lw), axis1=-2, axis2=-1)), axis=-1)
     e = jnp.where(jnp.isfinite(d), jnp.frexp(d)[1], 0)
     e = jnp.clip(e, -lim, lim)[..., None, None]
-    C = cholinv_lower(_scale(Lw, _pow2(-e, rdt)))
+    C = cholinv_lower(_scale(Lw, _pow2(-e, rdt)), method)
     inv = _pow2(-e, rdt)
     return _scale(_scale(C, inv), inv).astype(dtype)

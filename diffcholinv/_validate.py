@@ -115,6 +115,23 @@ def check_device(device: Any) -> None:
     )
 
 
+METHODS: tuple[str, ...] = ("auto", "solve", "products")
+
+
+def check_method(method: Any) -> str:
+    """``method`` must be one of ``METHODS``."""
+    if not isinstance(method, str):
+        raise TypeError(
+            f"cholesky_inv: method must be a string, one of {', '.join(map(repr, METHODS))}; "
+            f"got {method!r} of type {type(method).__name__}."
+        )
+    if method not in METHODS:
+        raise ValueError(
+            f"cholesky_inv: method must be one of {', '.join(map(repr, METHODS))}; got {method!r}."
+        )
+    return method
+
+
 def target_platform(arr: Any, device: Any) -> str:
     """Lower-case name of the platform ``cholesky_inv(arr, device=device)`` runs on.
 
@@ -148,10 +165,12 @@ def check_platform(dtype: Any, platform: str) -> None:
 
 
 __all__ = [
+    "METHODS",
     "SUPPORTED_DTYPES",
     "as_factor",
     "check_device",
     "check_flag",
+    "check_method",
     "check_platform",
     "check_upper",
     "compute_dtype",

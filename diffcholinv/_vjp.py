@@ -29,32 +29,62 @@ The backward pass is plain differentiable jax, so grad-of-grad and
 
 from __future__ import annotations
 
+from functools import partial
+
 import jax
 import jax.numpy as jnp
 from jax import lax
 
 from . import _forward as F
+from . import _products as P
+
+# Algorithms, chosen by ``cholesky_inv(..., method=...)``:
+#   "auto"     per lowering platform (``lax.platform_dependent``): Metal, which
+#              cannot lower ``triangular_solve`` (jax-ml/jax#17490), gets the
+#              product-only path; CPU and GPU keep the triangular solves.
+#   "solve"    triangular solves everywhere.
+#   "products" the product-only path everywhere (tests force it on CPU).
 
 
-@jax.custom_vjp
-def cholinv_lower(L: jax.Array) -> jax.Array:
+def _right_solve(L: jax.Array, B: jax.Array) -> jax.Array:
+    # Y Lᴴ = B  <=>  Y = B L⁻ᴴ.
+    return lax.linalg.triangular_solve(
+        L, B, left_side=False, lower=True, transpose_a=True, conjugate_a=True
+    )
+
+
+def _forward(L: jax.Array, method: str) -> jax.Array:
+    if method == "solve":
+        return F.cholinv(L)
+    if method == "products":
+        return P.cholinv(L)
+    return lax.platform_dependent(L, default=F.cholinv, metal=P.cholinv)
+
+
+def _solve(L: jax.Array, B: jax.Array, method: str) -> jax.Array:
+    if method == "solve":
+        return _right_solve(L, B)
+    if method == "products":
+        return P.right_solve_lower_h(L, B)
+    return lax.platform_dependent(L, B, default=_right_solve, metal=P.right_solve_lower_h)
+
+
+@partial(jax.custom_vjp, nondiff_argnums=(1,))
+def cholinv_lower(L: jax.Array, method: str = "auto") -> jax.Array:
     """``(L Lᴴ)⁻¹`` for lower-triangular ``L`` (upper triangle zero)."""
-    return F.cholinv(L)
+    return _forward(L, method)
 
 
-def _fwd(L: jax.Array) -> tuple[jax.Array, tuple[jax.Array, jax.Array]]:
-    C = F.cholinv(L)
+def _fwd(L: jax.Array, method: str) -> tuple[jax.Array, tuple[jax.Array, jax.Array]]:
+    C = _forward(L, method)
     return C, (L, C)
 
 
-def _bwd(res: tuple[jax.Array, jax.Array], g: jax.Array) -> tuple[jax.Array]:
+def _bwd(method: str, res: tuple[jax.Array, jax.Array], g: jax.Array) -> tuple[jax.Array]:
     L, C = res
     gc = jnp.conj(g)  # no-op for real dtypes
     CS = F.matmul(C, gc + F.mH(gc))
-    # Y Lᴴ = C S  <=>  Y = C S L⁻ᴴ.
-    Y = lax.linalg.triangular_solve(
-        L, CS, left_side=False, lower=True, transpose_a=True, conjugate_a=True
-    )
+    Y = _solve(L, CS, method)  # Y = C S L⁻ᴴ
     return (-jnp.conj(F.tril(Y)),)
 
 

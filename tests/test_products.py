@@ -1,0 +1,166 @@
+"""The product-only path (``method="products"``), forced on CPU.
+
+It is what Metal runs (``method="auto"`` picks it there through
+``lax.platform_dependent``); on CPU it is tested by forcing it.
+"""
+
+from __future__ import annotations
+
+import functools
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+import scipy.linalg
+from conftest import assert_close_rel, reference_inv, spd_factor
+from jax.test_util import check_grads
+
+from diffcholinv import _products, cholesky_inv
+
+prod = functools.partial(cholesky_inv, method="products")
+
+
+@pytest.mark.parametrize("n", [1, 2, 7, 32, 33, 70])
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_values_match_numpy_inv(rng, n, dtype):
+    L = spd_factor(rng, (3,), n)
+    C = prod(L.astype(dtype))
+    assert C.dtype == dtype
+    assert_close_rel(C, reference_inv(L), dtype)
+    assert (np.asarray(C) == np.swapaxes(np.asarray(C), -1, -2)).all()
+
+
+@pytest.mark.parametrize("leaf", [1, 3, 8])
+def test_triangular_inverse_matches_scipy(rng, leaf):
+    L = spd_factor(rng, (), 29)
+    X = _products.tri_inv_lower(jnp.asarray(L), leaf=leaf)
+    ref = scipy.linalg.solve_triangular(L, np.eye(29), lower=True)
+    np.testing.assert_allclose(np.asarray(X), ref, rtol=1e-12, atol=1e-13)
+    assert (np.triu(np.asarray(X), 1) == 0).all()
+
+
+def test_agrees_with_triangular_solve_path(rng):
+    # Two algorithms side by side: they must agree to rounding.
+    L = spd_factor(rng, (2, 2), 45)
+    np.testing.assert_allclose(
+        np.asarray(prod(L)), np.asarray(cholesky_inv(L, method="solve")), rtol=1e-12, atol=1e-13
+    )
+
+
+def test_upper_complex_and_unread_triangle(rng):
+    L = spd_factor(rng, (2,), 40)
+    junk = np.where(np.triu(np.ones((40, 40)), 1) > 0, np.nan, L)
+    assert_close_rel(prod(junk), reference_inv(L), "float64")
+    U = np.swapaxes(L, -1, -2)
+    assert_close_rel(prod(U, upper=True), reference_inv(L), "float64")
+    Lc = L + 1j * np.tril(rng.standard_normal(L.shape), -1) * 0.1
+    A = Lc @ np.conj(np.swapaxes(Lc, -1, -2))
+    Cc = np.asarray(prod(Lc))
+    np.testing.assert_allclose(Cc, np.linalg.inv(A), rtol=1e-10, atol=1e-11)
+    assert (Cc == np.conj(np.swapaxes(Cc, -1, -2))).all()
+
+
+def test_singular_factor_gives_inf_or_nan(rng):
+    L = spd_factor(rng, (), 40)
+    L[5, 5] = 0.0
+    C = np.asarray(prod(L))
+    assert not np.isfinite(C).all()
+
+
+def test_gradients_first_and_second_order(rng):
+    L = jnp.asarray(spd_factor(rng, (2,), 9))
+
+    def f(x):
+        return cholesky_inv(jnp.tril(x), method="products")
+
+    check_grads(f, (L,), order=2, modes=["rev"], atol=1e-6, rtol=1e-6)
+    W = jnp.asarray(rng.standard_normal(L.shape))
+
+    def loss(x, method):
+        return jnp.sum(W * cholesky_inv(x, method=method))
+
+    g = jax.grad(loss)(L, "products")
+    np.testing.assert_allclose(g, jax.grad(loss)(L, "solve"), rtol=1e-10, atol=1e-12)
+    assert (np.triu(np.asarray(g), 1) == 0).all()
+    H = jax.hessian(loss)(L[0], "products")
+    np.testing.assert_allclose(H, jax.hessian(loss)(L[0], "solve"), rtol=1e-8, atol=1e-10)
+
+
+def test_jit_and_vmap(rng):
+    L = spd_factor(rng, (4,), 35)
+    ref = np.asarray(cholesky_inv(L, method="solve"))
+    np.testing.assert_allclose(jax.jit(prod)(L), ref, rtol=1e-12, atol=1e-13)
+    np.testing.assert_allclose(jax.vmap(prod)(L), ref, rtol=1e-12, atol=1e-13)
+    g = jax.vmap(jax.grad(lambda x: jnp.trace(prod(x))))(L)
+    g_ref = jax.vmap(jax.grad(lambda x: jnp.trace(cholesky_inv(x, method="solve"))))(L)
+    np.testing.assert_allclose(g, g_ref, rtol=1e-10, atol=1e-12)
+
+
+@pytest.mark.parametrize("log10_kappa", [1, 3, 5])
+def test_float32_accuracy_vs_condition_number(log10_kappa):
+    # A = Q diag(s) Qᵀ with kappa(A) = 10**log10_kappa. A backward-stable inverse
+    # has relative error O(kappa * eps); we require it within a small factor of
+    # the triangular-solve path's error (and of kappa * eps).
+    n = 64
+    rng = np.random.default_rng(log10_kappa)
+    Q, _ = np.linalg.qr(rng.standard_normal((n, n)))
+    A = (Q * np.logspace(0, -log10_kappa, n)) @ Q.T
+    L = np.linalg.cholesky(A).astype(np.float32)
+    ref = np.linalg.inv(np.float64(L) @ np.float64(L).T)
+
+    def rel(C):
+        return np.linalg.norm(np.float64(C) - ref) / np.linalg.norm(ref)
+
+    eps = np.finfo(np.float32).eps
+    err_p, err_s = rel(prod(L)), rel(cholesky_inv(L, method="solve"))
+    assert err_p <= max(4 * err_s, 10 * eps), (err_p, err_s)
+    assert err_p <= 10 * n * eps * 10**log10_kappa, err_p
+
+
+def _lowered(f, *args):
+    return jax.jit(f).lower(*args).as_text()
+
+
+def test_lowered_program_has_no_triangular_solve_or_custom_call(rng):
+    L = jnp.asarray(spd_factor(rng, (3,), 40), jnp.float32)
+
+    def loss(x, method):
+        return jnp.sum(jnp.sin(cholesky_inv(x, method=method)))
+
+    programs = {
+        "forward": lambda m: _lowered(lambda x: cholesky_inv(x, method=m), L),
+        "grad": lambda m: _lowered(jax.grad(lambda x: loss(x, m)), L),
+        "grad of grad": lambda m: _lowered(jax.grad(lambda x: jnp.sum(jax.grad(loss)(x, m))), L),
+    }
+    for name, lower in programs.items():
+        text = lower("products")
+        assert "triangular" not in text and "custom_call" not in text, name
+        # Control: the solve path on CPU does show one, so the scan can fail.
+        control = lower("solve")
+        assert "triangular" in control or "custom_call" in control, name
+
+
+def test_auto_picks_products_for_metal():
+    export = pytest.importorskip("jax.export")
+    spec = jax.ShapeDtypeStruct((2, 40, 40), jnp.float32)
+
+    def loss(x):
+        return jnp.sum(jnp.sin(cholesky_inv(x)))
+
+    for f in (cholesky_inv, jax.grad(loss)):
+        metal = export.export(jax.jit(f), platforms=["metal"])(spec).mlir_module()
+        assert "triangular" not in metal and "custom_call" not in metal
+        cpu = export.export(jax.jit(f), platforms=["cpu"])(spec).mlir_module()
+        assert "triangular" in cpu or "custom_call" in cpu
+
+
+@pytest.mark.parametrize("bad", ["fast", "", "Products"])
+def test_unknown_method_is_a_value_error(bad):
+    with pytest.raises(ValueError, match="method must be one of"):
+        cholesky_inv(np.eye(3), method=bad)
+
+
+def test_method_must_be_a_string():
+    with pytest.raises(TypeError, match="method must be a string"):
+        cholesky_inv(np.eye(3), method=1)
