@@ -44,9 +44,11 @@ def _tri_inv_leaf(L: jax.Array) -> jax.Array:
         ei = lax.dynamic_index_in_dim(eye, i, axis=ax, keepdims=True)
         lii = lax.dynamic_index_in_dim(li, i, axis=ax + 1, keepdims=True)  # [..., 1, 1]
         row = (ei - matmul(li, X)) / lii
-        return lax.dynamic_update_index_in_dim(X, row, i, axis=ax)
+        out: jax.Array = lax.dynamic_update_index_in_dim(X, row, i, axis=ax)
+        return out
 
-    return lax.fori_loop(0, b, body, jnp.zeros_like(L))
+    X: jax.Array = lax.fori_loop(0, b, body, jnp.zeros_like(L))
+    return X
 
 
 def tri_inv_lower(L: jax.Array, *, leaf: int = LEAF) -> jax.Array:

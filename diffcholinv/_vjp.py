@@ -58,7 +58,8 @@ def _forward(L: jax.Array, method: str) -> jax.Array:
         return F.cholinv(L)
     if method == "products":
         return P.cholinv(L)
-    return lax.platform_dependent(L, default=F.cholinv, metal=P.cholinv)
+    C: jax.Array = lax.platform_dependent(L, default=F.cholinv, metal=P.cholinv)
+    return C
 
 
 def _solve(L: jax.Array, B: jax.Array, method: str) -> jax.Array:
@@ -66,7 +67,8 @@ def _solve(L: jax.Array, B: jax.Array, method: str) -> jax.Array:
         return _right_solve(L, B)
     if method == "products":
         return P.right_solve_lower_h(L, B)
-    return lax.platform_dependent(L, B, default=_right_solve, metal=P.right_solve_lower_h)
+    Y: jax.Array = lax.platform_dependent(L, B, default=_right_solve, metal=P.right_solve_lower_h)
+    return Y
 
 
 @partial(jax.custom_vjp, nondiff_argnums=(1,))
