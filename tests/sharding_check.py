@@ -1,6 +1,6 @@
 """Batch-sharded inputs on forced host devices; run by test_sharding.py in a subprocess.
 
-``XLA_FLAGS=--xla_force_host_platform_device_count=4`` must be set before jax is
+``XLA_FLAGS=--xla_force_host_platform_device_count=8`` must be set before jax is
 imported, which is why this runs in its own process. Prints one line per check
 and exits non-zero on the first failure.
 """
@@ -17,6 +17,35 @@ def _collectives(hlo: str) -> set[str]:
     return {c for c in COLLECTIVES if re.search(rf"\b{c}(-start)?\(", hlo) or f" {c}(" in hlo}
 
 
+def _meshes(jax, np):
+    """1-D and 2-D meshes over 8 devices, with auto and (where jax has them) explicit axes."""
+    from jax.sharding import Mesh
+
+    devs = np.array(jax.devices()[:8])
+    meshes = {
+        "1-D auto": Mesh(devs, ("b",)),
+        "2-D auto": Mesh(devs.reshape(4, 2), ("b", "c")),
+    }
+    AxisType = getattr(jax.sharding, "AxisType", None)
+    if AxisType is not None:  # jax >= 0.6: explicit axis types (the make_mesh default)
+        for shape, names, d in (((8,), ("b",), "1-D"), ((4, 2), ("b", "c"), "2-D")):
+            for t in ("Auto", "Explicit"):
+                meshes[f"{d} {t.lower()}"] = jax.make_mesh(
+                    shape, names, axis_types=(getattr(AxisType, t),) * len(shape)
+                )
+    return meshes
+
+
+def _shard_map():
+    import jax
+
+    if hasattr(jax, "shard_map"):
+        return jax.shard_map
+    from jax.experimental.shard_map import shard_map
+
+    return shard_map
+
+
 def main() -> int:
     import jax
 
@@ -29,13 +58,7 @@ def main() -> int:
     from diffcholinv import cholesky_inv
 
     ndev = len(jax.devices())
-    assert ndev >= 4, f"expected >= 4 forced host devices, got {ndev}"
-
-    meshes = {"auto": jax.sharding.Mesh(np.array(jax.devices()[:4]), ("b",))}
-    AxisType = getattr(jax.sharding, "AxisType", None)
-    if AxisType is not None:
-        meshes["auto"] = jax.make_mesh((4,), ("b",), axis_types=(AxisType.Auto,))
-        meshes["explicit"] = jax.make_mesh((4,), ("b",), axis_types=(AxisType.Explicit,))
+    assert ndev >= 8, f"expected >= 8 forced host devices, got {ndev}"
 
     rng = np.random.default_rng(0)
     n, b = 16, 8
@@ -45,47 +68,89 @@ def main() -> int:
     W_np = rng.standard_normal((b, n, n))
     expected = np.linalg.inv(A)
 
-    for kind, mesh in meshes.items():
-        sharding = NamedSharding(mesh, P("b"))
-        L = jax.device_put(L_np, sharding)
-        W = jax.device_put(W_np, sharding)
+    def loss_ref(x, w):
+        t = jnp.tril(x)
+        return jnp.sum(w * jnp.linalg.inv(t @ jnp.swapaxes(t, -1, -2)))
 
-        C = cholesky_inv(L)
-        np.testing.assert_allclose(np.asarray(C), expected, rtol=1e-10, atol=1e-12)
-        assert C.sharding.is_equivalent_to(L.sharding, C.ndim), (kind, C.sharding)
+    g_ref = np.asarray(jax.grad(loss_ref)(jnp.asarray(L_np), jnp.asarray(W_np)))
+
+    for kind, mesh in _meshes(jax, np).items():
+        # 1-D: the batch over "b". 2-D: the batch over both axes, and a 2-D batch
+        # [4, 2, n, n] with one mesh axis per batch axis.
+        specs = [P("b")] if "1-D" in kind else [P(("b", "c")), P("b", "c")]
+        for spec in specs:
+            shape = (4, 2, n, n) if len(spec) == 2 else (b, n, n)
+            sharding = NamedSharding(mesh, spec)
+            L = jax.device_put(L_np.reshape(shape), sharding)
+            W = jax.device_put(W_np.reshape(shape), sharding)
+            for method in ("auto", "products"):
+                tag = f"{kind} {spec} {method}"
+                C = cholesky_inv(L, method=method)
+                np.testing.assert_allclose(
+                    np.asarray(C).reshape(b, n, n), expected, rtol=1e-10, atol=1e-12
+                )
+                assert C.sharding.is_equivalent_to(L.sharding, C.ndim), (tag, C.sharding)
+
+                # Control: a reduction over the sharded batch must show up as a
+                # collective, so that "none found" below means something.
+                control = jax.jit(lambda x: jnp.sum(x, axis=0)).lower(L).compile().as_text()
+                assert _collectives(control), f"{tag}: detector found no collective"
+
+                fwd = jax.jit(lambda x, m=method: cholesky_inv(x, method=m))
+                found = _collectives(fwd.lower(L).compile().as_text())
+                assert not found, f"{tag}: forward has collectives {found}"
+
+                def loss(x, w, m=method):
+                    return jnp.sum(w * cholesky_inv(x, method=m))
+
+                grad = jax.jit(jax.grad(loss))
+                g = grad(L, W)
+                assert g.sharding.is_equivalent_to(L.sharding, g.ndim), (tag, g.sharding)
+                np.testing.assert_allclose(
+                    np.asarray(g).reshape(b, n, n), g_ref, rtol=1e-8, atol=1e-10
+                )
+                grad_hlo = grad.lower(L, W).compile().as_text()
+                # The loss sums over the sharded batch: an all-reduce of the
+                # scalar is the user's; nothing else may appear.
+                bad = _collectives(grad_hlo) - {"all-reduce"}
+                assert not bad, f"{tag}: gradient has collectives {bad}"
+            print(f"ok {kind} {spec}: sharding kept, no collectives in the forward")
 
         # device= with a sharding places an unsharded input there.
+        sharding = NamedSharding(mesh, P("b"))
         C2 = cholesky_inv(L_np, device=sharding)
         assert C2.sharding.is_equivalent_to(sharding, C2.ndim), (kind, C2.sharding)
-        np.testing.assert_array_equal(np.asarray(C2), np.asarray(C))
+        np.testing.assert_allclose(np.asarray(C2), expected, rtol=1e-10, atol=1e-12)
 
-        # Control: a reduction over the sharded batch must show up as a collective,
-        # so that "none found" below means something.
-        control = jax.jit(lambda x: jnp.sum(x, axis=0)).lower(L).compile().as_text()
-        assert _collectives(control), f"{kind}: detector found no collective in a batch sum"
+        # shard_map: each device inverts its own block of the batch.
+        sm = jax.jit(
+            _shard_map()(lambda x: cholesky_inv(x), mesh=mesh, in_specs=P("b"), out_specs=P("b"))
+        )
+        L1 = jax.device_put(L_np, sharding)
+        np.testing.assert_allclose(np.asarray(sm(L1)), expected, rtol=1e-10, atol=1e-12)
+        found = _collectives(sm.lower(L1).compile().as_text())
+        assert not found, f"{kind}: shard_map forward has collectives {found}"
+        print(f"ok {kind}: device=sharding, shard_map")
 
-        fwd_hlo = jax.jit(cholesky_inv).lower(L).compile().as_text()
-        found = _collectives(fwd_hlo)
-        assert not found, f"{kind}: forward has collectives {found}"
-
-        def loss(x, w):
-            return jnp.sum(w * cholesky_inv(x))
-
-        grad = jax.jit(jax.grad(loss))
-        g = grad(L, W)
-        assert g.sharding.is_equivalent_to(L.sharding, g.ndim), (kind, g.sharding)
-
-        def loss_ref(x, w):
-            t = jnp.tril(x)
-            return jnp.sum(w * jnp.linalg.inv(t @ jnp.swapaxes(t, -1, -2)))
-
-        g_ref = jax.grad(loss_ref)(jnp.asarray(L_np), jnp.asarray(W_np))
-        np.testing.assert_allclose(np.asarray(g), np.asarray(g_ref), rtol=1e-8, atol=1e-10)
-        grad_hlo = grad.lower(L, W).compile().as_text()
-        bad = _collectives(grad_hlo) - {"all-reduce"}
-        assert not bad, f"{kind}: gradient has collectives {bad}"
-        in_grad = sorted(_collectives(grad_hlo)) or "none"
-        print(f"ok {kind} mesh: sharding kept, forward collectives none, gradient {in_grad}")
+    # A batch not divisible by the mesh axis: JAX refuses to shard it, so pad it
+    # with identity factors (their inverse is the identity) up to a multiple,
+    # invert, and drop the padding. Still shard-local.
+    mesh = _meshes(jax, np)["1-D auto"]
+    sharding = NamedSharding(mesh, P("b"))
+    odd = L_np[:5]
+    try:
+        jax.device_put(odd, sharding)
+    except ValueError:
+        pass
+    else:
+        raise AssertionError("jax sharded a batch of 5 over 8 devices; update the docs' rule")
+    pad = np.concatenate([odd, np.broadcast_to(np.eye(n), (8 - 5, n, n))])
+    Lp = jax.device_put(pad, sharding)
+    Cp = jax.jit(cholesky_inv)(Lp)
+    assert not _collectives(jax.jit(cholesky_inv).lower(Lp).compile().as_text())
+    np.testing.assert_allclose(np.asarray(Cp[:5]), expected[:5], rtol=1e-10, atol=1e-12)
+    np.testing.assert_array_equal(np.asarray(Cp[5:]), np.broadcast_to(np.eye(n), (3, n, n)))
+    print("ok batch of 5 on 8 devices: refused by jax; padded with identities, shard-local")
     print("sharding checks passed")
     return 0
 

@@ -19,7 +19,7 @@ def test_collective_detector_sees_collectives():
 
 def test_batch_sharded_input_is_computed_shard_locally():
     env = dict(os.environ)
-    flags = env.get("XLA_FLAGS", "") + " --xla_force_host_platform_device_count=4"
+    flags = env.get("XLA_FLAGS", "") + " --xla_force_host_platform_device_count=8"
     env["XLA_FLAGS"] = flags.strip()
     env["JAX_PLATFORMS"] = "cpu"
     script = Path(__file__).with_name("sharding_check.py")
