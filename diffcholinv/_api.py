@@ -24,6 +24,11 @@ from ._validate import (
 )
 from ._vjp import cholinv_lower
 
+# ``lax.platform_dependent`` lowers only the branch of the target platform and
+# works under ``shard_map`` (checked for jax 0.10; not so in 0.4.34). Older jax
+# gets the choice made in Python from the platform the call runs on.
+_PLATFORM_DEPENDENT = tuple(int(p) for p in jax.__version__.split(".")[:2]) >= (0, 6)
+
 
 def cholesky_inv(
     L: ArrayLike,
@@ -136,7 +141,14 @@ def cholesky_inv(
     check_device(device)
     check = check_flag(check)
     method = check_method(method)
-    check_platform(arr.dtype, target_platform(arr, device))
+    platform = target_platform(arr, device)
+    check_platform(arr.dtype, platform)
+    if method == "auto" and (platform == "metal" or not _PLATFORM_DEPENDENT):
+        # Also chosen here, before tracing, from where the call runs. Old jax
+        # lowers every branch of ``platform_dependent`` even for one platform
+        # (Metal would then meet the other branch's triangular solves) and has
+        # no shard_map rule for it; there this is the only choice.
+        method = "products" if platform == "metal" else "solve"
     if device is not None:
         arr = jax.device_put(arr, device)
     if check and arr.size:

@@ -141,8 +141,21 @@ def test_lowered_program_has_no_triangular_solve_or_custom_call(rng):
         assert "triangular" in control or "custom_call" in control, name
 
 
-def test_auto_picks_products_for_metal():
+def _prunes_other_platforms(export) -> bool:
+    """Does a one-platform export drop the other branches of ``platform_dependent``?"""
+
+    def f(x):
+        return jax.lax.platform_dependent(x, default=jnp.exp, metal=jnp.tanh)
+
+    spec = jax.ShapeDtypeStruct((3,), jnp.float32)
+    text = export.export(jax.jit(f), platforms=["metal"])(spec).mlir_module()
+    return "exponential" not in text and "tanh" in text
+
+
+def test_auto_picks_products_for_metal_export():
     export = pytest.importorskip("jax.export")
+    if not _prunes_other_platforms(export):
+        pytest.skip("this jax lowers every platform_dependent branch for one platform")
     spec = jax.ShapeDtypeStruct((2, 40, 40), jnp.float32)
 
     def loss(x):
@@ -153,6 +166,20 @@ def test_auto_picks_products_for_metal():
         assert "triangular" not in metal and "custom_call" not in metal
         cpu = export.export(jax.jit(f), platforms=["cpu"])(spec).mlir_module()
         assert "triangular" in cpu or "custom_call" in cpu
+
+
+def test_auto_picks_products_when_running_on_metal(rng, monkeypatch):
+    # On a Mac the default backend is "metal": the choice is also made before
+    # tracing, which is what jax < 0.5 (no branch pruning) relies on.
+    from diffcholinv import _api
+
+    L = jnp.asarray(spd_factor(rng, (2,), 40), jnp.float32)
+    monkeypatch.setattr(_api, "target_platform", lambda arr, device: "metal")
+    text = _lowered(lambda x: cholesky_inv(x), L)
+    assert "triangular" not in text and "custom_call" not in text
+    monkeypatch.setattr(_api, "target_platform", lambda arr, device: "cpu")
+    text = _lowered(lambda x: cholesky_inv(x), L)
+    assert "triangular" in text or "custom_call" in text
 
 
 @pytest.mark.parametrize("bad", ["fast", "", "Products"])
