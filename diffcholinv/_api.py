@@ -11,6 +11,7 @@ from jax import lax
 from jax.experimental import checkify
 from jax.typing import ArrayLike
 
+from . import _distributed as D
 from . import _forward as F
 from ._validate import (
     as_factor,
@@ -149,11 +150,13 @@ def cholesky_inv(
         # (Metal would then meet the other branch's triangular solves) and has
         # no shard_map rule for it; there this is the only choice.
         method = "products" if platform == "metal" else "solve"
+    plan = D.matrix_plan(arr, device)  # one matrix across devices, or None
     if device is not None:
         arr = jax.device_put(arr, device)
     if check and arr.size:
         _check_factor(arr, upper=upper)
-    out: jax.Array = _cholesky_inv(arr, upper=upper, method=method)
+    op = partial(_cholesky_inv, upper=upper, method=method, plan=plan)
+    out: jax.Array = D.run(op, arr, plan)
     return out
 
 
@@ -200,8 +203,8 @@ def _scale(x: jax.Array, s: jax.Array) -> jax.Array:
     return x * s
 
 
-@partial(jax.jit, static_argnames=("upper", "method"))
-def _cholesky_inv(L: jax.Array, *, upper: bool, method: str) -> jax.Array:
+@partial(jax.jit, static_argnames=("upper", "method", "plan"))
+def _cholesky_inv(L: jax.Array, *, upper: bool, method: str, plan: D.Plan | None) -> jax.Array:
     dtype = L.dtype
     if L.size == 0:
         return jnp.zeros_like(L)
@@ -219,6 +222,10 @@ def _cholesky_inv(L: jax.Array, *, upper: bool, method: str) -> jax.Array:
     d = jnp.max(jnp.abs(jnp.diagonal(lax.stop_gradient(Lw), axis1=-2, axis2=-1)), axis=-1)
     e = jnp.where(jnp.isfinite(d), jnp.frexp(d)[1], 0)
     e = jnp.clip(e, -lim, lim)[..., None, None]
-    C = cholinv_lower(_scale(Lw, _pow2(-e, rdt)), method)
+    Ls = _scale(Lw, _pow2(-e, rdt))
+    if plan is None:
+        C = cholinv_lower(Ls, method)
+    else:  # L sharded along its matrix axes: the blocked row-sharded algorithm
+        C = D.cholinv_lower_rows(Ls, plan, D.tri_inv_for(method))
     inv = _pow2(-e, rdt)
     return _scale(_scale(C, inv), inv).astype(dtype)
