@@ -31,7 +31,7 @@ def test_values_match_numpy_inv(rng, n, dtype):
     assert (np.asarray(C) == np.swapaxes(np.asarray(C), -1, -2)).all()
 
 
-@pytest.mark.parametrize("leaf", [1, 3, 8])
+@pytest.mark.parametrize("leaf", [4, 8])
 def test_triangular_inverse_matches_scipy(rng, leaf):
     L = spd_factor(rng, (), 29)
     X = _products.tri_inv_lower(jnp.asarray(L), leaf=leaf)
@@ -69,7 +69,7 @@ def test_singular_factor_gives_inf_or_nan(rng):
 
 
 def test_gradients_first_and_second_order(rng):
-    L = jnp.asarray(spd_factor(rng, (2,), 9))
+    L = jnp.asarray(spd_factor(rng, (), 6))
 
     def f(x):
         return cholesky_inv(jnp.tril(x), method="products")
@@ -83,8 +83,8 @@ def test_gradients_first_and_second_order(rng):
     g = jax.grad(loss)(L, "products")
     np.testing.assert_allclose(g, jax.grad(loss)(L, "solve"), rtol=1e-10, atol=1e-12)
     assert (np.triu(np.asarray(g), 1) == 0).all()
-    H = jax.hessian(loss)(L[0], "products")
-    np.testing.assert_allclose(H, jax.hessian(loss)(L[0], "solve"), rtol=1e-8, atol=1e-10)
+    H = jax.hessian(loss)(L, "products")
+    np.testing.assert_allclose(H, jax.hessian(loss)(L, "solve"), rtol=1e-8, atol=1e-10)
 
 
 def test_jit_and_vmap(rng):
