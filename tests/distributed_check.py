@@ -1,0 +1,182 @@
+"""One matrix sharded across 8 forced host devices; run by test_distributed.py.
+
+``XLA_FLAGS=--xla_force_host_platform_device_count=8`` must be set before jax is
+imported, which is why this runs in its own process. ``--n`` is the size of the
+large check (default 2048, float64). Prints one line per check, the memory
+ratio and the collectives, and exits non-zero on the first failure.
+"""
+
+from __future__ import annotations
+
+import argparse
+import re
+import sys
+from collections import Counter
+
+from sharding_check import COLLECTIVES
+
+MAX_MEMORY_RATIO = 0.35
+
+
+def collective_counts(hlo: str) -> dict[str, int]:
+    """How many collective instructions of each kind a compiled HLO text holds."""
+    found = Counter()
+    for c in COLLECTIVES:
+        found[c] = len(re.findall(rf"\s{c}(-start)?\(", hlo))
+    return {c: k for c, k in found.items() if k}
+
+
+def program_bytes(compiled) -> int:
+    """Per-device bytes of a compiled program: arguments + outputs + temporaries."""
+    m = compiled.memory_analysis()
+    return int(m.argument_size_in_bytes + m.output_size_in_bytes + m.temp_size_in_bytes)
+
+
+def _spd(np, rng, n):
+    X = rng.standard_normal((n, n))
+    A = X @ X.T / n + np.eye(n)
+    return A, np.linalg.cholesky(A)
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--n", type=int, default=2048)
+    args = parser.parse_args(argv)
+
+    import jax
+
+    jax.config.update("jax_enable_x64", True)
+    import jax.numpy as jnp
+    import numpy as np
+    from jax.sharding import Mesh, NamedSharding
+    from jax.sharding import PartitionSpec as P
+    from jax.test_util import check_grads
+
+    from diffcholinv import cholesky_inv
+
+    devices = jax.devices()
+    assert len(devices) >= 8, f"expected >= 8 forced host devices, got {len(devices)}"
+    mesh = Mesh(np.array(devices[:8]), ("x",))
+    rows = NamedSharding(mesh, P("x", None))
+    rng = np.random.default_rng(0)
+
+    def loss_ref(x, w):  # autodiff through jnp.linalg.inv: a reference we did not write
+        t = jnp.tril(x)
+        return jnp.sum(w * jnp.linalg.inv(t @ jnp.swapaxes(t, -1, -2)))
+
+    def rel_err(a, b):
+        a, b = np.asarray(a), np.asarray(b)
+        return float(np.max(np.abs(a - b)) / np.max(np.abs(b)))
+
+    # --- The large check: n x n float64 sharded along rows over 8 devices. ---
+    n = args.n
+    A, L_np = _spd(np, rng, n)
+    W_np = rng.standard_normal((n, n))
+    L = jax.device_put(L_np, rows)
+    W = jax.device_put(W_np, rows)
+    # Under jit on a mesh with auto axes the input's sharding is not visible to
+    # cholesky_inv: device= names it. (Eagerly, and on explicit axes, it is seen.)
+    fwd = jax.jit(lambda x: cholesky_inv(x, device=rows))
+    compiled = fwd.lower(L).compile()
+    C = compiled(L)
+    err = rel_err(C, np.linalg.inv(A))
+    assert err < 1e-11, f"n={n}: relative error {err:.2e}"
+    assert C.sharding.is_equivalent_to(L.sharding, 2), C.sharding
+    assert (np.asarray(C) == np.asarray(C).T).all(), "not bitwise symmetric"
+
+    single = jax.jit(cholesky_inv).lower(jax.device_put(L_np, devices[0])).compile()
+    ratio = program_bytes(compiled) / program_bytes(single)
+    counts = collective_counts(compiled.as_text())
+    print(
+        f"memory n={n} float64, 8 devices: {program_bytes(compiled) / 2**20:.1f} MiB per "
+        f"device vs {program_bytes(single) / 2**20:.1f} MiB on one: ratio {ratio:.3f}"
+    )
+    print(f"collectives in the forward program: {counts}")
+    assert ratio <= MAX_MEMORY_RATIO, f"memory ratio {ratio:.3f} > {MAX_MEMORY_RATIO}"
+    assert set(counts) <= {"all-gather", "all-reduce", "all-to-all"}, counts
+
+    def loss(x, w):
+        return jnp.sum(w * cholesky_inv(x, device=rows))
+
+    grad = jax.jit(jax.grad(loss))
+    g_compiled = grad.lower(L, W).compile()
+    g = g_compiled(L, W)
+    assert g.sharding.is_equivalent_to(L.sharding, 2), g.sharding
+    g_ref = jax.jit(jax.grad(loss_ref))(jnp.asarray(L_np), jnp.asarray(W_np))
+    g_err = rel_err(g, g_ref)
+    assert g_err < 1e-9, f"gradient relative error {g_err:.2e}"
+    assert (np.triu(np.asarray(g), 1) == 0).all()
+    print(
+        f"ok n={n}: value error {err:.1e}, gradient error {g_err:.1e}, sharding kept; "
+        f"gradient program {program_bytes(g_compiled) / 2**20:.1f} MiB per device, "
+        f"collectives {collective_counts(g_compiled.as_text())}"
+    )
+
+    # --- Small checks of every way in. ---
+    m = 64
+    A, L_np = _spd(np, rng, m)
+    expected = np.linalg.inv(A)
+    L = jax.device_put(L_np, rows)
+
+    # Eagerly the input's sharding selects the path; device= also from an
+    # unsharded input.
+    for C in (cholesky_inv(L), cholesky_inv(L_np, device=rows)):
+        assert rel_err(C, expected) < 1e-12 and C.sharding.is_equivalent_to(rows, 2)
+    U = jax.device_put(L_np.T.copy(), rows)
+    assert rel_err(cholesky_inv(U, upper=True), expected) < 1e-12
+    junk = jax.device_put(np.where(np.triu(np.ones((m, m)), 1) > 0, np.nan, L_np), rows)
+    assert rel_err(cholesky_inv(junk), expected) < 1e-12
+    print("ok eager, device=, upper=True, nan in the unread triangle")
+
+    # 2-D blocks: computed row-sharded over both axes, returned in 2-D blocks.
+    mesh2 = Mesh(np.array(devices[:8]).reshape(2, 4), ("x", "y"))
+    blocks = NamedSharding(mesh2, P("x", "y"))
+    C = cholesky_inv(jax.device_put(L_np, blocks))
+    assert rel_err(C, expected) < 1e-12 and C.sharding.is_equivalent_to(blocks, 2)
+    # A batch of matrices, each sharded along its rows.
+    Lb = np.stack([L_np, _spd(np, rng, m)[1]])
+    batch_rows = NamedSharding(mesh, P(None, "x", None))
+    Cb = cholesky_inv(jax.device_put(Lb, batch_rows))
+    Ab = Lb @ np.swapaxes(Lb, -1, -2)
+    assert rel_err(Cb, np.linalg.inv(Ab)) < 1e-12 and Cb.sharding.is_equivalent_to(batch_rows, 3)
+    print("ok 2-D blocks P('x', 'y') and a batch P(None, 'x', None)")
+
+    # Explicit axis types (jax >= 0.6; the make_mesh default there).
+    AxisType = getattr(jax.sharding, "AxisType", None)
+    if AxisType is not None:
+        emesh = jax.make_mesh((8,), ("x",), axis_types=(AxisType.Explicit,))
+        erows = NamedSharding(emesh, P("x", None))
+        Le = jax.device_put(L_np, erows)
+        for name, f in (("eager", cholesky_inv), ("jit", jax.jit(cholesky_inv))):
+            C = f(Le)
+            assert rel_err(C, expected) < 1e-12, name
+            assert C.sharding.is_equivalent_to(erows, 2), (name, C.sharding)
+        ge = jax.jit(jax.grad(lambda x: jnp.sum(jnp.sin(cholesky_inv(x)))))(Le)
+        assert ge.sharding.is_equivalent_to(erows, 2), ge.sharding
+        print("ok explicit axis types: eager, jit (sharding in the type), grad")
+
+    # Gradients to second order, against finite differences (8 rows a shard).
+    Lg = jax.device_put(_spd(np, rng, 16)[1], rows)
+    check_grads(cholesky_inv, (Lg,), order=2, modes=["rev"], atol=1e-6, rtol=1e-6)
+    print("ok first and second order gradients vs finite differences")
+
+    # The product-only path: nothing but products, also across devices.
+    hlo = jax.jit(lambda x: cholesky_inv(x, method="products")).lower(L).as_text()
+    assert "triangular" not in hlo and "custom_call" not in hlo
+    assert rel_err(cholesky_inv(L, method="products"), expected) < 1e-12
+    print("ok method='products': no triangular solve, no custom call")
+
+    # n not a multiple of the number of row shards: a clear error.
+    try:
+        cholesky_inv(np.eye(12), device=rows)
+    except ValueError as e:
+        assert "multiple of 8" in str(e), e
+    else:
+        raise AssertionError("n = 12 over 8 row shards was accepted")
+    print("ok n = 12 over 8 row shards: ValueError")
+    print("distributed checks passed")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

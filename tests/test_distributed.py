@@ -1,0 +1,52 @@
+"""One matrix sharded across forced host devices (a subprocess: XLA_FLAGS must precede jax)."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import jax
+import numpy as np
+from distributed_check import collective_counts
+
+from diffcholinv import _distributed, cholesky_inv
+
+
+def test_collective_counter_counts_instructions():
+    # Guards the HLO scan itself, so the memory/collective report means something.
+    hlo = (
+        "%a = f64[8] all-reduce(f64[8] %x)\n%b = f64[8] all-reduce(f64[8] %a)\n"
+        "%c = f64[64] all-gather-start(f64[8] %b)\n%d = f64[8] add(f64[8] %b, f64[8] %b)"
+    )
+    assert collective_counts(hlo) == {"all-reduce": 2, "all-gather": 1}
+
+
+def test_one_device_and_unsharded_inputs_take_the_ordinary_path():
+    L = np.eye(4)
+    dev = jax.devices()[0]
+    mesh = jax.sharding.Mesh(np.array([dev]), ("x",))
+    one = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec("x", None))
+    assert _distributed.matrix_plan(jax.numpy.asarray(L), None) is None
+    assert _distributed.matrix_plan(jax.numpy.asarray(L), one) is None  # 1 row shard
+    np.testing.assert_array_equal(cholesky_inv(L, device=one), np.eye(4))
+
+
+def test_one_matrix_sharded_over_eight_devices():
+    env = dict(os.environ)
+    flags = env.get("XLA_FLAGS", "") + " --xla_force_host_platform_device_count=8"
+    env["XLA_FLAGS"] = flags.strip()
+    env["JAX_PLATFORMS"] = "cpu"
+    script = Path(__file__).with_name("distributed_check.py")
+    proc = subprocess.run(
+        [sys.executable, str(script), "--n", "2048"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        cwd=script.parent,
+    )
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "distributed checks passed" in proc.stdout
+    print(proc.stdout)  # the memory ratio and the collectives, shown with pytest -s
