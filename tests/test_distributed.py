@@ -9,6 +9,7 @@ from pathlib import Path
 
 import jax
 import numpy as np
+import pytest
 from distributed_check import collective_counts
 
 from diffcholinv import _distributed, cholesky_inv
@@ -33,20 +34,34 @@ def test_one_device_and_unsharded_inputs_take_the_ordinary_path():
     np.testing.assert_array_equal(cholesky_inv(L, device=one), np.eye(4))
 
 
-def test_one_matrix_sharded_over_eight_devices():
+def _run_on_eight_devices(script: Path, *args: str) -> subprocess.CompletedProcess[str]:
     env = dict(os.environ)
     flags = env.get("XLA_FLAGS", "") + " --xla_force_host_platform_device_count=8"
     env["XLA_FLAGS"] = flags.strip()
     env["JAX_PLATFORMS"] = "cpu"
-    script = Path(__file__).with_name("distributed_check.py")
-    proc = subprocess.run(
-        [sys.executable, str(script), "--n", "2048"],
+    return subprocess.run(
+        [sys.executable, str(script), *args],
         env=env,
         capture_output=True,
         text=True,
         timeout=600,
-        cwd=script.parent,
+        cwd=Path(__file__).parent,
     )
+
+
+def test_one_matrix_sharded_over_eight_devices():
+    proc = _run_on_eight_devices(Path(__file__).with_name("distributed_check.py"), "--n", "2048")
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert "distributed checks passed" in proc.stdout
     print(proc.stdout)  # the memory ratio and the collectives, shown with pytest -s
+
+
+def test_sharded_gp_example():
+    # examples/sharded_gp.py --quick on 8 forced devices: LML and gradient match
+    # scikit-learn, and each device needs less than half the one-device memory.
+    pytest.importorskip("sklearn")
+    pytest.importorskip("statsmodels")
+    script = Path(__file__).resolve().parents[1] / "examples" / "sharded_gp.py"
+    proc = _run_on_eight_devices(script, "--quick")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "vs scikit-learn" in proc.stdout and "8 devices" in proc.stdout
