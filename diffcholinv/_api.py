@@ -76,7 +76,13 @@ def cholesky_inv(
         way the result is the full Hermitian ``A⁻¹``.
       device: where to compute and place the result: ``None`` (default
         placement, or that of a committed input), a ``jax.Device``, or a
-        ``jax.sharding.Sharding``. Mirrors MLX's ``stream`` argument.
+        ``jax.sharding.Sharding``. Mirrors MLX's ``stream`` argument. A
+        ``NamedSharding`` that splits the matrix axes (e.g. ``P("x", None)``),
+        or such a sharding on the input itself (eagerly, or under ``jit`` on
+        a mesh with explicit axes), selects the row-sharded algorithm for one
+        matrix across devices: no device holds a whole ``n × n`` matrix and
+        ``n`` must be a multiple of the number of row shards. See
+        docs/scaling.md.
       check: ``True`` adds a ``jax.experimental.checkify`` check that the
         diagonal of ``L`` is non-zero and its named triangle finite; the
         error names the first offending entry. Eagerly a failed check raises
@@ -104,7 +110,8 @@ def cholesky_inv(
         ``device`` is not ``None``, a ``jax.Device`` or a
         ``jax.sharding.Sharding``; ``method`` is not a string.
       ValueError: ``L`` has fewer than 2 dimensions or its last two are not
-        equal; ``method`` is not one of the names above.
+        equal; ``L`` is sharded along its matrix axes over a number of
+        devices that does not divide ``n``; ``method`` is not one of the names above.
       checkify.JaxRuntimeError: ``check=True``, called eagerly, and the
         factor is singular or not finite.
 
