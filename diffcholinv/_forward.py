@@ -283,7 +283,7 @@ def cholinv_blocked(L: jax.Array, *, leaf: int, solve: bool) -> jax.Array:
 # Leaf size of the blocked algorithm for large n, and the largest n that takes
 # the products-only path with elementwise leaves; both chosen by measurement
 # (docs/benchmarks.md).
-LEAF = 128
+LEAF = 256
 PRODUCTS_MAX = 64
 
 

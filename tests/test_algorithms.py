@@ -71,3 +71,15 @@ def test_singular_leaf_gives_nonfinite(rng, solve):
     L[30, 30] = 0.0
     C = F.cholinv_blocked(jnp.asarray(L), leaf=8, solve=solve)
     assert not bool(jnp.all(jnp.isfinite(C)))
+
+
+@pytest.mark.parametrize(("n", "leaf"), [(2, 4), (9, 4), (17, 8), (31, 16)])
+def test_complex_blocked_matches_numpy(rng, n, leaf):
+    L = spd_factor(rng, (2,), n) + 0.1j * np.tril(rng.standard_normal((2, n, n)), -1)
+    A = L @ np.conj(np.swapaxes(L, -1, -2))
+    for solve in (True, False):
+        C = jax.jit(lambda x, s=solve: F.cholinv_blocked(x, leaf=leaf, solve=s))(jnp.asarray(L))
+        assert bool(jnp.all(jnp.conj(F.mT(C)) == C)), "not bitwise Hermitian"
+        np.testing.assert_allclose(C, np.linalg.inv(A), rtol=0, atol=1e-11 * np.abs(C).max())
+    Lj = jnp.asarray(L)
+    np.testing.assert_allclose(F.cholinv(Lj), F.cholinv_reference(Lj), atol=1e-12)
