@@ -1,0 +1,1 @@
+"""Benchmarks of diffcholinv against its peers: ``python -m benchmarks --help``."""

@@ -1,0 +1,85 @@
+"""The fast forward paths agree with the reference algorithm and with numpy.linalg.inv."""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from conftest import RTOL, assert_close_rel, reference_inv, spd_factor
+
+from diffcholinv import _forward as F
+
+# Around the leaf sizes and their multiples, odd n, and n that need padding.
+CASES = [
+    (1, 4, True, "float64"),
+    (7, 4, False, "float64"),
+    (9, 8, False, "float32"),
+    (16, 8, True, "float64"),
+    (17, 8, False, "float64"),
+    (33, 8, True, "float32"),
+    (64, 16, False, "float64"),
+    (65, 16, True, "float64"),
+    (127, 64, True, "float64"),
+    (129, 64, False, "float32"),
+    (257, 128, True, "float32"),
+]
+
+
+@pytest.mark.parametrize(("n", "leaf", "solve", "dtype"), CASES)
+def test_blocked_matches_reference_and_numpy(rng, n, leaf, solve, dtype):
+    L = spd_factor(rng, (2,), n).astype(dtype)
+    Lj = jnp.asarray(L)
+    C = jax.jit(lambda x: F.cholinv_blocked(x, leaf=leaf, solve=solve))(Lj)
+    assert C.shape == L.shape
+    assert C.dtype == jnp.dtype(dtype)
+    assert bool(jnp.all(F.mT(C) == C)), "not bitwise symmetric"
+    assert_close_rel(C, reference_inv(L), dtype)
+    ref = np.asarray(F.cholinv_reference(Lj), np.float64)
+    scale = float(np.max(np.abs(ref)))
+    assert float(np.max(np.abs(np.asarray(C, np.float64) - ref))) <= RTOL[dtype] * scale
+
+
+@pytest.mark.parametrize("n", [1, 2, 4, 8])
+@pytest.mark.parametrize("batch", [(), (5,), (2, 3)])
+def test_unrolled_matches_reference(rng, n, batch):
+    L = jnp.asarray(spd_factor(rng, batch, n))
+    C = F.cholinv_unrolled(L)
+    assert bool(jnp.all(F.mT(C) == C))
+    np.testing.assert_allclose(C, F.cholinv_reference(L), rtol=1e-12, atol=1e-13)
+
+
+@pytest.mark.parametrize("n", [3, 20, 130])
+def test_dispatch_is_static_and_batched(rng, n):
+    L = spd_factor(rng, (3,), n)
+    C = jax.jit(F.cholinv)(jnp.asarray(L))
+    assert_close_rel(C, reference_inv(L), "float64")
+    np.testing.assert_allclose(jax.vmap(F.cholinv)(jnp.asarray(L)), C, rtol=1e-12, atol=1e-13)
+
+
+@pytest.mark.parametrize("n", [1023, 1024])
+def test_mirror_lower_large(rng, n):
+    # A plain select between x and xᵀ crashes XLA:CPU at n = 1024.
+    x = rng.standard_normal((n, n))
+    y = np.asarray(jax.jit(F.mirror_lower)(jnp.asarray(x)))
+    np.testing.assert_array_equal(y, np.tril(x) + np.tril(x, -1).T)
+
+
+@pytest.mark.parametrize("solve", [True, False])
+def test_singular_leaf_gives_nonfinite(rng, solve):
+    L = spd_factor(rng, (), 40)
+    L[30, 30] = 0.0
+    C = F.cholinv_blocked(jnp.asarray(L), leaf=8, solve=solve)
+    assert not bool(jnp.all(jnp.isfinite(C)))
+
+
+@pytest.mark.parametrize(("n", "leaf"), [(2, 4), (9, 4), (17, 8), (31, 16)])
+def test_complex_blocked_matches_numpy(rng, n, leaf):
+    L = spd_factor(rng, (2,), n) + 0.1j * np.tril(rng.standard_normal((2, n, n)), -1)
+    A = L @ np.conj(np.swapaxes(L, -1, -2))
+    for solve in (True, False):
+        C = jax.jit(lambda x, s=solve: F.cholinv_blocked(x, leaf=leaf, solve=s))(jnp.asarray(L))
+        assert bool(jnp.all(jnp.conj(F.mT(C)) == C)), "not bitwise Hermitian"
+        np.testing.assert_allclose(C, np.linalg.inv(A), rtol=0, atol=1e-11 * np.abs(C).max())
+    Lj = jnp.asarray(L)
+    np.testing.assert_allclose(F.cholinv(Lj), F.cholinv_reference(Lj), atol=1e-12)
