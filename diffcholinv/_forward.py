@@ -11,8 +11,9 @@ only, between
   substitution unrolled over rows, elementwise over the batch, so a batch of
   100000 4x4 factors costs a few fused loops instead of 100000 LAPACK calls;
 - :func:`cholinv_blocked` otherwise: a recursive 2x2 block algorithm whose
-  bulk is matrix products (``≈ n³`` flops, close to LAPACK ``potri``'s
-  ``2n³/3`` and a third of the ``2n³`` of ``cho_solve`` against ``I``).
+  bulk is matrix products (``13n³/12`` flops products-only, the default;
+  ``5n³/6`` with triangular solves; LAPACK ``potri`` needs ``2n³/3`` and
+  ``cho_solve`` against ``I`` ``2n³``).
 
 :func:`cholinv_reference` is the plain two-step algorithm, kept as the
 reference the tests compare the fast paths against.
