@@ -173,11 +173,10 @@ def _check_factor(L: jax.Array, *, upper: bool) -> None:
     Names the first offending entry. Runs outside the op's ``jit`` so that an
     eager call fails at once; under ``jit`` the caller must ``checkify``.
     """
-    n = L.shape[-1]
-    rows = lax.broadcasted_iota(jnp.int32, (n, n), 0)
-    cols = lax.broadcasted_iota(jnp.int32, (n, n), 1)
-    read = rows <= cols if upper else rows >= cols
-    bad = (read & ~jnp.isfinite(L)) | ((rows == cols) & (L == 0))
+    lower = F.lower_mask(L)
+    read = F.mT(lower) if upper else lower
+    diag = lower & F.mT(lower)
+    bad = (read & ~jnp.isfinite(L)) | (diag & (L == 0))
     flat = jnp.argmax(bad.reshape(-1))
     where = ", ".join("{}" for _ in L.shape)
     checkify.check(

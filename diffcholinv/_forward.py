@@ -57,12 +57,12 @@ def identity_like(x: jax.Array) -> jax.Array:
     return jnp.zeros_like(x) + jnp.eye(n, dtype=x.dtype)
 
 
-def lower_mask(x: jax.Array) -> jax.Array:
-    """Boolean ``[n, n]`` mask of the lower triangle, diagonal included."""
+def lower_mask(x: jax.Array, *, strict: bool = False) -> jax.Array:
+    """Boolean ``[n, n]`` mask of the lower triangle, diagonal included unless ``strict``."""
     n = x.shape[-1]
     rows = lax.broadcasted_iota(jnp.int32, (n, n), 0)
     cols = lax.broadcasted_iota(jnp.int32, (n, n), 1)
-    return rows >= cols
+    return rows > cols if strict else rows >= cols
 
 
 def tril(x: jax.Array) -> jax.Array:
@@ -85,8 +85,7 @@ def mirror_lower(x: jax.Array) -> jax.Array:
     0.10) crashes on it at ``n = 1024`` and takes minutes to compile it at
     ``n ≥ 2048``.
     """
-    n = x.shape[-1]
-    strict = lax.broadcasted_iota(jnp.int32, (n, n), 0) > lax.broadcasted_iota(jnp.int32, (n, n), 1)
+    strict = lower_mask(x, strict=True)
 
     def strictly_lower(y: jax.Array) -> jax.Array:
         return jnp.where(strict, y, jnp.zeros((), y.dtype))
