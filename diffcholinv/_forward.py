@@ -21,6 +21,8 @@ reference the tests compare the fast paths against.
 
 from __future__ import annotations
 
+import functools
+
 import jax
 import jax.numpy as jnp
 from jax import lax
@@ -201,7 +203,46 @@ def blocked_levels(n: int, leaf: int) -> tuple[int, int]:
     return k, -(-n // 2**k)
 
 
-def cholinv_blocked(L: jax.Array, *, leaf: int, solve: bool) -> jax.Array:
+@functools.cache
+def _barrier_supported() -> bool:
+    """Whether ``lax.optimization_barrier`` has batching and JVP rules (jax ≥ 0.5)."""
+    spec = jax.ShapeDtypeStruct((1, 1), jnp.float32)
+    try:
+        jax.eval_shape(jax.vmap(lax.optimization_barrier), spec)
+        jax.eval_shape(lambda x: jax.jvp(lax.optimization_barrier, (x,), (x,)), spec)
+    except NotImplementedError:
+        return False
+    return True
+
+
+def materialize(x: jax.Array) -> jax.Array:
+    """``x``, computed into its own buffer before any consumer reads it.
+
+    XLA folds a transpose into the dot that consumes it, and XLA:CPU runs a
+    dot whose left operand is transposed at about half speed in float64. A
+    block that the algorithm needs transposed anyway (to assemble the
+    symmetric result) is materialized once, so the products that read it
+    keep the plain ``[p, q] @ [q, r]`` layout. An identity on jax versions
+    whose ``optimization_barrier`` cannot be batched or differentiated.
+    """
+    return lax.optimization_barrier(x) if _barrier_supported() else x
+
+
+def cholinv_blocked(L: jax.Array, *, leaf: int, solve: bool = False) -> jax.Array:
+    """Forward pass by recursive 2x2 blocks (:func:`_blocked`), ``C`` only."""
+    return _blocked(L, leaf=leaf, solve=solve, inverse=False)[0]
+
+
+def cholinv_blocked_with_inverse(L: jax.Array, *, leaf: int) -> tuple[jax.Array, jax.Array]:
+    """``(C, L⁻¹)`` by the products-only blocked algorithm (:func:`_blocked`)."""
+    C, Linv = _blocked(L, leaf=leaf, solve=False, inverse=True)
+    assert Linv is not None
+    return C, Linv
+
+
+def _blocked(
+    L: jax.Array, *, leaf: int, solve: bool, inverse: bool
+) -> tuple[jax.Array, jax.Array | None]:
     """Forward pass by recursive 2x2 blocks, the bulk in matrix products.
 
     Split ``L = [[A, 0], [B, D]]`` (halves of size ``m``). Then
@@ -209,7 +250,8 @@ def cholinv_blocked(L: jax.Array, *, leaf: int, solve: bool) -> jax.Array:
 
         C22 = D⁻ᴴ D⁻¹                         (recursion on D)
         C21 = D⁻ᴴ V = -C22 W
-        C11 = A⁻ᴴ A⁻¹ + Vᴴ V = C_A - Wᴴ C21   (recursion on A)
+        C12 = C21ᴴ
+        C11 = A⁻ᴴ A⁻¹ + Vᴴ V = C_A - C12 W    (recursion on A)
 
     ``solve=True``: ``W`` by a right triangular solve with ``A`` (``m³``
     flops), then two products (``2m³`` each): ``5m³`` per block, ``≈ 5n³/6``
@@ -220,23 +262,36 @@ def cholinv_blocked(L: jax.Array, *, leaf: int, solve: bool) -> jax.Array:
     with the elementwise leaf kernel, none at all, which suits large
     batches of small factors.
 
+    Exact symmetry is kept level by level instead of by one mirror at the
+    end: the leaves' ``C`` and every ``C11`` are mirrored from their lower
+    triangles, and ``C12`` is the exact transpose of ``C21``, so each level's
+    ``C`` is bitwise symmetric (Hermitian). That mirrors about half of the
+    matrix, in blocks, where a final mirror would touch all of it, and the
+    transposed ``C12`` that the assembly needs anyway is the left operand of
+    ``C12 W``, a plain product (:func:`materialize`).
+
     The recursion is unrolled by level, not by block: all blocks of a level
     are one batch (``[..., 2, 2, …, m, m]``), so the program has ``O(log n)``
     operations (quick to compile) and batched, GPU-friendly products. ``n``
     is padded with an identity block to ``b 2ᵏ`` with leaves ``b ≤ leaf``
     (:func:`blocked_levels`); padding ``L`` to ``[[L, 0], [0, I]]`` pads
-    ``C`` to ``[[C, 0], [0, I]]``. Leaves use the elementwise kernel when
-    ``b ≤ UNROLL_MAX`` and the dtype is real, else a triangular solve against
-    ``I``.
+    ``C`` to ``[[C, 0], [0, I]]`` and ``L⁻¹`` to ``[[L⁻¹, 0], [0, I]]``.
+    Leaves use the elementwise kernel when ``b ≤ UNROLL_MAX`` and the dtype
+    is real, else a triangular solve against ``I``.
 
     Args:
       L: lower-triangular factors ``[..., n, n]``, upper triangle zero.
       leaf: largest leaf size; a static Python int ``≥ 1``.
       solve: ``W`` by triangular solves (``True``) or by products (``False``).
+      inverse: also return ``L⁻¹`` (products only: needs ``solve=False``);
+        it costs the top level's ``V``, ``2m³`` flops.
 
     Returns:
-      ``(L Lᴴ)⁻¹`` of shape ``[..., n, n]``, bitwise symmetric.
+      ``(C, L⁻¹)``: ``C = (L Lᴴ)⁻¹`` of shape ``[..., n, n]``, bitwise
+      symmetric, and ``L⁻¹`` if ``inverse`` else ``None``.
     """
+    if inverse and solve:
+        raise ValueError("inverse=True needs solve=False")
     n = L.shape[-1]
     k, b = blocked_levels(n, leaf)
     X = L if b * 2**k == n else _pad_identity(L, b * 2**k)
@@ -253,6 +308,7 @@ def cholinv_blocked(L: jax.Array, *, leaf: int, solve: bool) -> jax.Array:
         Linv, C = _unrolled_kernel(X)
     else:
         Linv, C = _trsm_kernel(X, need_inverse=not solve)
+    C = mirror_lower(C)
     # Up: combine the two halves of every block (derivation in the docstring).
     for level in reversed(range(k)):
         B = lower_blocks[level]
@@ -262,12 +318,13 @@ def cholinv_blocked(L: jax.Array, *, leaf: int, solve: bool) -> jax.Array:
         else:
             W = block_matmul(B, Linv[..., 0, :, :])
         C21 = -block_matmul(CD, W)
-        C11 = CA - block_matmul(mH(W), C21)
+        C12 = materialize(mH(C21))
+        C11 = mirror_lower(CA - block_matmul(C12, W))
         C = jnp.concatenate(
-            [jnp.concatenate([C11, mH(C21)], axis=-1), jnp.concatenate([C21, CD], axis=-1)],
+            [jnp.concatenate([C11, C12], axis=-1), jnp.concatenate([C21, CD], axis=-1)],
             axis=-2,
         )
-        if not solve and level > 0:  # The top level's L⁻¹ is never used.
+        if not solve and (level > 0 or inverse):  # The top level's L⁻¹ only if asked.
             Ainv, Dinv = Linv[..., 0, :, :], Linv[..., 1, :, :]
             V = -block_matmul(Dinv, W)
             Linv = jnp.concatenate(
@@ -277,13 +334,13 @@ def cholinv_blocked(L: jax.Array, *, leaf: int, solve: bool) -> jax.Array:
                 ],
                 axis=-2,
             )
-    return mirror_lower(C[..., :n, :n])
+    return C[..., :n, :n], (Linv[..., :n, :n] if inverse else None)
 
 
 # Leaf size of the blocked algorithm for large n, and the largest n that takes
 # the products-only path with elementwise leaves; both chosen by measurement
 # (docs/benchmarks.md).
-LEAF = 256
+LEAF = 128
 PRODUCTS_MAX = 64
 
 
@@ -304,3 +361,48 @@ def cholinv(L: jax.Array) -> jax.Array:
     if _elementwise_ok(L) and n <= PRODUCTS_MAX:
         return cholinv_blocked(L, leaf=UNROLL_MAX, solve=False)
     return cholinv_blocked(L, leaf=LEAF, solve=False)
+
+
+def cholinv_with_inverse(L: jax.Array) -> tuple[jax.Array, jax.Array]:
+    """``(C, L⁻¹)`` by the same static dispatch as :func:`cholinv`.
+
+    The forward pass of the gradient: the backward pass needs ``L⁻¹``
+    (:func:`tril_matmul_h`), which the products-only algorithm carries up its
+    recursion anyway; only the top level's block ``V`` is extra.
+    """
+    n = L.shape[-1]
+    if _elementwise_ok(L) and n <= UNROLL_MAX:
+        Linv, C = _unrolled_kernel(L)
+        return mirror_lower(C), Linv
+    leaf = UNROLL_MAX if _elementwise_ok(L) and n <= PRODUCTS_MAX else LEAF
+    return cholinv_blocked_with_inverse(L, leaf=leaf)
+
+
+def tril_matmul_h(P: jax.Array, X: jax.Array) -> jax.Array:
+    """``tril(P Xᴴ)`` for lower-triangular ``X``, skipping blocks that are zero or unused.
+
+    With ``X = [[X11, 0], [X21, X22]]`` split at ``h``, ``Xᴴ`` is upper
+    triangular and the lower triangle of ``P Xᴴ`` needs only::
+
+        (P Xᴴ)[:, :h]  = P[:, :h] X11ᴴ          ([n, h] @ [h, h])
+        (P Xᴴ)[h:, h:] = P[h:, :] X[h:, :]ᴴ     ([n-h, n] @ [n, n-h])
+
+    its upper-right block is never formed: ``≈ n³`` flops where the full
+    product costs ``2n³``. Both products are plain GEMMs with a transposed
+    right operand, which XLA runs at full speed.
+    """
+    n = X.shape[-1]
+    if n <= 2 * SMALL_MATMUL:
+        return tril(block_matmul(P, mH(X)))
+    h = n // 2
+    left = matmul(P[..., :, :h], mH(X[..., :h, :h]))
+    right = matmul(P[..., h:, :], mH(X[..., h:, :]))
+    zeros = jnp.zeros_like(P[..., :h, h:])  # keeps P's batch sharding
+    Y = jnp.concatenate(
+        [
+            jnp.concatenate([left[..., :h, :], zeros], axis=-1),
+            jnp.concatenate([left[..., h:, :], right], axis=-1),
+        ],
+        axis=-2,
+    )
+    return tril(Y)

@@ -66,12 +66,12 @@ def tri_inv_lower(L: jax.Array, *, leaf: int = LEAF) -> jax.Array:
     return jnp.concatenate([top, bottom], axis=-2)
 
 
-def cholinv(L: jax.Array) -> jax.Array:
-    """``C = L⁻ᴴ L⁻¹`` from products only, lower triangle mirrored (bitwise Hermitian)."""
+def cholinv_with_inverse(L: jax.Array) -> tuple[jax.Array, jax.Array]:
+    """``(C, L⁻¹)`` from products only: ``C = L⁻ᴴ L⁻¹``, lower triangle mirrored."""
     Linv = tri_inv_lower(L)
-    return mirror_lower(matmul(mH(Linv), Linv))
+    return mirror_lower(matmul(mH(Linv), Linv)), Linv
 
 
-def right_solve_lower_h(L: jax.Array, B: jax.Array) -> jax.Array:
-    """``Y = B L⁻ᴴ`` (solves ``Y Lᴴ = B``) from products only."""
-    return matmul(B, mH(tri_inv_lower(L)))
+def cholinv(L: jax.Array) -> jax.Array:
+    """``C = L⁻ᴴ L⁻¹`` from products only, bitwise Hermitian."""
+    return cholinv_with_inverse(L)[0]

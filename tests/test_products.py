@@ -124,7 +124,8 @@ def _lowered(f, *args):
 
 
 def test_lowered_program_has_no_triangular_solve_or_custom_call(rng):
-    L = jnp.asarray(spd_factor(rng, (3,), 40), jnp.float32)
+    # n above PRODUCTS_MAX, where the solve path's leaves are LAPACK solves.
+    L = jnp.asarray(spd_factor(rng, (3,), 200), jnp.float32)
 
     def loss(x, method):
         return jnp.sum(jnp.sin(cholesky_inv(x, method=method)))
@@ -135,8 +136,7 @@ def test_lowered_program_has_no_triangular_solve_or_custom_call(rng):
         "grad of grad": lambda m: _lowered(jax.grad(lambda x: jnp.sum(jax.grad(loss)(x, m))), L),
     }
     # Controls, so the scan can fail: the reference forward and the solve
-    # path's backward do contain a triangular solve on CPU. (The default
-    # forward on CPU may itself be product-only for real dtypes.)
+    # path's programs do contain a triangular solve on CPU (its leaves).
     controls = {
         "forward": _lowered(cholinv_reference, L),
         "grad": programs["grad"]("solve"),
@@ -164,7 +164,8 @@ def test_auto_picks_products_for_metal_export():
     export = pytest.importorskip("jax.export")
     if not _prunes_other_platforms(export):
         pytest.skip("this jax lowers every platform_dependent branch for one platform")
-    spec = jax.ShapeDtypeStruct((2, 40, 40), jnp.float32)
+    # n above PRODUCTS_MAX, where the CPU path's leaves are LAPACK solves.
+    spec = jax.ShapeDtypeStruct((2, 200, 200), jnp.float32)
 
     def loss(x):
         return jnp.sum(jnp.sin(cholesky_inv(x)))
@@ -172,8 +173,7 @@ def test_auto_picks_products_for_metal_export():
     for f in (cholesky_inv, jax.grad(loss)):
         metal = export.export(jax.jit(f), platforms=["metal"])(spec).mlir_module()
         assert "triangular" not in metal and "custom_call" not in metal
-    # Control: for CPU the backward keeps its triangular solve (the default
-    # forward may itself be product-only for real dtypes).
+    # Control: for CPU the program keeps its triangular solves (the leaves).
     cpu = export.export(jax.jit(jax.grad(loss)), platforms=["cpu"])(spec).mlir_module()
     assert "triangular" in cpu or "custom_call" in cpu
 
@@ -183,7 +183,7 @@ def test_auto_picks_products_when_running_on_metal(rng, monkeypatch):
     # tracing, which is what jax < 0.5 (no branch pruning) relies on.
     from diffcholinv import _api
 
-    L = jnp.asarray(spd_factor(rng, (2,), 40), jnp.float32)
+    L = jnp.asarray(spd_factor(rng, (2,), 200), jnp.float32)
 
     def grad(x):  # a new function each time, so no trace is reused
         return jax.grad(lambda y: jnp.sum(jnp.sin(cholesky_inv(y))))(x)
@@ -191,7 +191,7 @@ def test_auto_picks_products_when_running_on_metal(rng, monkeypatch):
     monkeypatch.setattr(_api, "target_platform", lambda arr, device: "metal")
     text = _lowered(grad, L)
     assert "triangular" not in text and "custom_call" not in text
-    # Control: on CPU the backward keeps its triangular solve.
+    # Control: on CPU the program keeps its triangular solves (the leaves).
     monkeypatch.setattr(_api, "target_platform", lambda arr, device: "cpu")
     text = _lowered(lambda x: grad(x), L)
     assert "triangular" in text or "custom_call" in text
