@@ -91,7 +91,8 @@ def cholesky_inv(
       method: the algorithm. ``"auto"`` (default): chosen per lowering
         platform with ``jax.lax.platform_dependent``; Metal, which cannot
         lower triangular solves, gets the product-only path, CPU and GPU the
-        triangular solves. ``"solve"``: triangular solves everywhere.
+        blocked algorithm, whose leaves (``n > 64``) are LAPACK/cuBLAS
+        triangular solves. ``"solve"``: that blocked algorithm everywhere.
         ``"products"``: the product-only path everywhere (matrix products,
         elementwise ops and ``lax.fori_loop``; no ``triangular_solve``, no
         custom calls), forward and backward. See docs/scaling.md.

@@ -132,6 +132,11 @@ def _elementwise_ok(x: jax.Array) -> bool:
     return not jnp.iscomplexobj(x)
 
 
+def _fused_products(block: jax.Array) -> bool:
+    """Whether :func:`block_matmul` multiplies square blocks like ``block`` elementwise."""
+    return _elementwise_ok(block) and block.shape[-1] <= SMALL_MATMUL
+
+
 def block_matmul(a: jax.Array, b: jax.Array) -> jax.Array:
     """``a @ b`` for blocks of the blocked algorithm, ``[..., p, q] @ [..., q, r]``.
 
@@ -263,12 +268,15 @@ def _blocked(
     batches of small factors.
 
     Exact symmetry is kept level by level instead of by one mirror at the
-    end: the leaves' ``C`` and every ``C11`` are mirrored from their lower
-    triangles, and ``C12`` is the exact transpose of ``C21``, so each level's
-    ``C`` is bitwise symmetric (Hermitian). That mirrors about half of the
-    matrix, in blocks, where a final mirror would touch all of it, and the
-    transposed ``C12`` that the assembly needs anyway is the left operand of
-    ``C12 W``, a plain product (:func:`materialize`).
+    end, from the first level whose products are XLA dots: its incoming
+    ``C`` and every later ``C11`` are mirrored from their lower triangles,
+    and ``C12`` is the exact transpose of ``C21``, so each level's ``C`` is
+    bitwise symmetric (Hermitian). That mirrors about half of the matrix, in
+    blocks, where a final mirror would touch all of it, and the transposed
+    ``C12`` that the assembly needs anyway is the left operand of ``C12 W``,
+    a plain product (:func:`materialize`). Levels of tiny blocks, whose
+    products are fused elementwise loops, skip both and the result is
+    mirrored once at the end (a barrier would break their fusion).
 
     The recursion is unrolled by level, not by block: all blocks of a level
     are one batch (``[..., 2, 2, …, m, m]``), so the program has ``O(log n)``
@@ -308,18 +316,24 @@ def _blocked(
         Linv, C = _unrolled_kernel(X)
     else:
         Linv, C = _trsm_kernel(X, need_inverse=not solve)
-    C = mirror_lower(C)
+    symmetric = False  # Is C bitwise symmetric yet?
     # Up: combine the two halves of every block (derivation in the docstring).
     for level in reversed(range(k)):
         B = lower_blocks[level]
+        if not symmetric and not _fused_products(B):
+            C, symmetric = mirror_lower(C), True
         CA, CD = C[..., 0, :, :], C[..., 1, :, :]
         if solve:  # W A = B
             W = lax.linalg.triangular_solve(diag_blocks[level], B, left_side=False, lower=True)
         else:
             W = block_matmul(B, Linv[..., 0, :, :])
         C21 = -block_matmul(CD, W)
-        C12 = materialize(mH(C21))
-        C11 = mirror_lower(CA - block_matmul(C12, W))
+        if symmetric:
+            C12 = materialize(mH(C21))
+            C11 = mirror_lower(CA - block_matmul(C12, W))
+        else:  # Tiny blocks: fused elementwise products, one mirror at the end.
+            C12 = mH(C21)
+            C11 = CA - block_matmul(mH(W), C21)
         C = jnp.concatenate(
             [jnp.concatenate([C11, C12], axis=-1), jnp.concatenate([C21, CD], axis=-1)],
             axis=-2,
@@ -334,6 +348,8 @@ def _blocked(
                 ],
                 axis=-2,
             )
+    if not symmetric:
+        C = mirror_lower(C)
     return C[..., :n, :n], (Linv[..., :n, :n] if inverse else None)
 
 

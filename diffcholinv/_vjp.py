@@ -47,8 +47,9 @@ from . import _products as P
 # Algorithms, chosen by ``cholesky_inv(..., method=...)``:
 #   "auto"     per lowering platform (``lax.platform_dependent``): Metal, which
 #              cannot lower ``triangular_solve`` (jax-ml/jax#17490), gets the
-#              product-only path; CPU and GPU keep the triangular solves.
-#   "solve"    triangular solves everywhere.
+#              product-only path; CPU and GPU keep the blocked algorithm,
+#              whose leaves are triangular solves.
+#   "solve"    the blocked algorithm (triangular solves at its leaves) everywhere.
 #   "products" the product-only path everywhere (tests force it on CPU).
 
 
