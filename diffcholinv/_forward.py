@@ -210,7 +210,7 @@ def blocked_levels(n: int, leaf: int) -> tuple[int, int]:
 
 @functools.cache
 def _barrier_supported() -> bool:
-    """Whether ``lax.optimization_barrier`` has batching and JVP rules (jax ≥ 0.5)."""
+    """Whether ``lax.optimization_barrier`` has batching and JVP rules (not in jax 0.4.34)."""
     spec = jax.ShapeDtypeStruct((1, 1), jnp.float32)
     try:
         jax.eval_shape(jax.vmap(lax.optimization_barrier), spec)
@@ -371,12 +371,15 @@ def cholinv(L: jax.Array) -> jax.Array:
     (measured faster on CPU than ``solve=True`` despite its extra flops: XLA's
     triangular solve runs at about a quarter of its GEMM's flop rate).
     """
-    n = L.shape[-1]
-    if _elementwise_ok(L) and n <= UNROLL_MAX:
+    if _elementwise_ok(L) and L.shape[-1] <= UNROLL_MAX:
         return cholinv_unrolled(L)
-    if _elementwise_ok(L) and n <= PRODUCTS_MAX:
-        return cholinv_blocked(L, leaf=UNROLL_MAX, solve=False)
-    return cholinv_blocked(L, leaf=LEAF, solve=False)
+    return cholinv_blocked(L, leaf=_leaf(L))
+
+
+def _leaf(L: jax.Array) -> int:
+    """The blocked algorithm's leaf size for ``L`` (static: shape and dtype)."""
+    small = _elementwise_ok(L) and L.shape[-1] <= PRODUCTS_MAX
+    return UNROLL_MAX if small else LEAF
 
 
 def cholinv_with_inverse(L: jax.Array) -> tuple[jax.Array, jax.Array]:
@@ -386,12 +389,10 @@ def cholinv_with_inverse(L: jax.Array) -> tuple[jax.Array, jax.Array]:
     (:func:`tril_matmul_h`), which the products-only algorithm carries up its
     recursion anyway; only the top level's block ``V`` is extra.
     """
-    n = L.shape[-1]
-    if _elementwise_ok(L) and n <= UNROLL_MAX:
+    if _elementwise_ok(L) and L.shape[-1] <= UNROLL_MAX:
         Linv, C = _unrolled_kernel(L)
         return mirror_lower(C), Linv
-    leaf = UNROLL_MAX if _elementwise_ok(L) and n <= PRODUCTS_MAX else LEAF
-    return cholinv_blocked_with_inverse(L, leaf=leaf)
+    return cholinv_blocked_with_inverse(L, leaf=_leaf(L))
 
 
 def tril_matmul_h(P: jax.Array, X: jax.Array) -> jax.Array:

@@ -83,3 +83,31 @@ def test_complex_blocked_matches_numpy(rng, n, leaf):
         np.testing.assert_allclose(C, np.linalg.inv(A), rtol=0, atol=1e-11 * np.abs(C).max())
     Lj = jnp.asarray(L)
     np.testing.assert_allclose(F.cholinv(Lj), F.cholinv_reference(Lj), atol=1e-12)
+
+
+@pytest.mark.parametrize(
+    ("n", "dtype"),
+    [(3, "float64"), (8, "float32"), (40, "float64"), (65, "float32"), (131, "float64")],
+)
+def test_cholinv_with_inverse_matches_numpy(rng, n, dtype):
+    # The backward pass relies on the L⁻¹ the forward pass returns.
+    L = spd_factor(rng, (2,), n).astype(dtype)
+    C, X = jax.jit(F.cholinv_with_inverse)(jnp.asarray(L))
+    assert bool(jnp.all(F.mT(C) == C))
+    assert_close_rel(C, reference_inv(L), dtype)
+    assert_close_rel(X, np.linalg.inv(np.float64(L)), dtype)
+    assert bool(jnp.all(jnp.triu(X, 1) == 0)), "L⁻¹ is not lower triangular"
+
+
+@pytest.mark.parametrize("n", [1, 5, 16, 17, 40, 97])
+@pytest.mark.parametrize("dtype", ["float64", "complex128"])
+def test_tril_matmul_h_matches_full_product(rng, n, dtype):
+    P = rng.standard_normal((2, n, n))
+    X = np.tril(rng.standard_normal((2, n, n)))
+    if dtype == "complex128":
+        P = P + 1j * rng.standard_normal((2, n, n))
+        X = X + 1j * np.tril(rng.standard_normal((2, n, n)))
+    Y = jax.jit(F.tril_matmul_h)(jnp.asarray(P), jnp.asarray(X))
+    ref = np.tril(P @ np.conj(np.swapaxes(X, -1, -2)))
+    np.testing.assert_allclose(Y, ref, rtol=1e-12, atol=1e-12 * n)
+    assert bool(jnp.all(jnp.triu(Y, 1) == 0))
