@@ -115,8 +115,9 @@ def cholinv_reference(L: jax.Array) -> jax.Array:
 
 
 # Blocks with every side at most this are multiplied by a fused broadcast-sum
-# (see ``block_matmul``); larger ones by XLA's dot.
-SMALL_MATMUL = 8
+# (see ``block_matmul``); larger ones by XLA's dot. Measured (batches of
+# 16 x 16 and 64 x 64 factors): 4 beats 2 and 8.
+SMALL_MATMUL = 4
 # Factors up to this size take the unrolled path; leaves of the blocked
 # algorithm up to this size use the unrolled kernel, larger leaves LAPACK trsm.
 UNROLL_MAX = 8
@@ -355,9 +356,12 @@ def _blocked(
 
 # Leaf size of the blocked algorithm for large n, and the largest n that takes
 # the products-only path with elementwise leaves; both chosen by measurement
-# (docs/benchmarks.md).
-LEAF = 128
+# (docs/benchmarks.md; at n = 2048 leaves of 16 beat 8, 32 and 128 on XLA:CPU,
+# whose batched triangular solve is slow even on small blocks).
+LEAF = 16
 PRODUCTS_MAX = 64
+# Leaf size for ``UNROLL_MAX < n <= PRODUCTS_MAX`` (unrolled leaf kernel).
+SMALL_LEAF = 4
 
 
 def cholinv(L: jax.Array) -> jax.Array:
@@ -379,7 +383,7 @@ def cholinv(L: jax.Array) -> jax.Array:
 def _leaf(L: jax.Array) -> int:
     """The blocked algorithm's leaf size for ``L`` (static: shape and dtype)."""
     small = _elementwise_ok(L) and L.shape[-1] <= PRODUCTS_MAX
-    return UNROLL_MAX if small else LEAF
+    return SMALL_LEAF if small else LEAF
 
 
 def cholinv_with_inverse(L: jax.Array) -> tuple[jax.Array, jax.Array]:
