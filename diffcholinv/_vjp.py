@@ -87,7 +87,7 @@ def _fwd(L: jax.Array, method: str) -> tuple[jax.Array, tuple[jax.Array, jax.Arr
 def _bwd(method: str, res: tuple[jax.Array, jax.Array], g: jax.Array) -> tuple[jax.Array]:
     X, C = res
     gc = jnp.conj(g)  # no-op for real dtypes
-    CS = F.matmul(C, gc + F.mH(gc))
+    CS = F.matmul(C, F.hermitian_part_sum(gc))
     Y = F.tril_matmul_h(CS, X)  # tril(C S L⁻ᴴ)
     return (-jnp.conj(Y),)
 

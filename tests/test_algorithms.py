@@ -111,3 +111,18 @@ def test_tril_matmul_h_matches_full_product(rng, n, dtype):
     ref = np.tril(P @ np.conj(np.swapaxes(X, -1, -2)))
     np.testing.assert_allclose(Y, ref, rtol=1e-12, atol=1e-12 * n)
     assert bool(jnp.all(jnp.triu(Y, 1) == 0))
+
+
+@pytest.mark.parametrize("n", [255, 256, 300, 1031])
+def test_tiled_mirror_and_hermitian_sum_match_numpy(rng, n):
+    # Sizes below, at and above the tiling threshold, tiles of unequal size.
+    x = rng.standard_normal((2, n, n)) + 1j * rng.standard_normal((2, n, n))
+    y = np.asarray(jax.jit(F.mirror_lower)(jnp.asarray(x)))
+    low = np.tril(x, -1)
+    expected = np.tril(x.real) + np.swapaxes(low.real, -1, -2)
+    expected = expected + 1j * (low.imag - np.swapaxes(low.imag, -1, -2))
+    np.testing.assert_array_equal(y, expected)
+    s = np.asarray(jax.jit(F.hermitian_part_sum)(jnp.asarray(x)))
+    np.testing.assert_array_equal(s, x + np.conj(np.swapaxes(x, -1, -2)))
+    r = np.asarray(jax.jit(F.mirror_lower)(jnp.asarray(x.real)))
+    np.testing.assert_array_equal(r, np.tril(x.real) + np.swapaxes(low.real, -1, -2))
