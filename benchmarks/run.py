@@ -121,11 +121,13 @@ def grad_peers(L: np.ndarray) -> dict[str, Callable[[], Any]]:
     """Value and gradient of ``sum(G * inv(L))``, one callable per implementation."""
     G = np.random.default_rng(1).standard_normal(L.shape).astype(L.dtype)
     Lj, Gj = jnp.asarray(L), jnp.asarray(G)
-    ours = jax.jit(jax.value_and_grad(lambda L: jnp.sum(Gj * cholesky_inv(L))))
-    cs = jax.jit(jax.value_and_grad(lambda L: jnp.sum(Gj * cho_solve_inv(L))))
+    # G is an argument, not a constant folded into the program: in training
+    # the cotangent is data.
+    ours = jax.jit(jax.value_and_grad(lambda L, G: jnp.sum(G * cholesky_inv(L))))
+    cs = jax.jit(jax.value_and_grad(lambda L, G: jnp.sum(G * cho_solve_inv(L))))
     peers: dict[str, Callable[[], Any]] = {
-        "diffcholinv": lambda: ours(Lj),
-        "cho_solve": lambda: cs(Lj),
+        "diffcholinv": lambda: ours(Lj, Gj),
+        "cho_solve": lambda: cs(Lj, Gj),
     }
     if torch is not None:
         Gt = torch.from_numpy(G)
