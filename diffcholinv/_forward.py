@@ -294,16 +294,49 @@ def cholinv_blocked(L: jax.Array, *, leaf: int, solve: bool = False) -> jax.Arra
     return _blocked(L, leaf=leaf, solve=solve, inverse=False)[0]
 
 
-def cholinv_blocked_with_inverse(L: jax.Array, *, leaf: int) -> tuple[jax.Array, jax.Array]:
-    """``(C, L⁻¹)`` by the products-only blocked algorithm (:func:`_blocked`)."""
-    C, Linv = _blocked(L, leaf=leaf, solve=False, inverse=True)
-    assert Linv is not None
-    return C, Linv
+InverseParts = tuple[jax.Array, jax.Array, jax.Array]
+"""``(A⁻¹, W, D⁻¹)``: ``L⁻¹`` by its top 2x2 split, as the backward pass uses it.
+
+For ``L`` padded to ``[[L, 0], [0, I]]`` of size ``N`` and split at ``h``
+into ``[[A, 0], [B, D]]``, ``W = B A⁻¹`` and
+``L⁻¹ = [[A⁻¹, 0], [-D⁻¹ W, D⁻¹]]`` (padded alike). The blocked algorithm
+has all three at its top level, so it needs neither the product
+``-D⁻¹ W`` nor the assembly of ``L⁻¹``; :func:`tril_matmul_h` reads them.
+"""
+
+
+def top_split(L: jax.Array) -> tuple[int, int]:
+    """``(N, h)``: the size :func:`cholinv` pads ``L`` to and where it splits it last.
+
+    Static (shape and dtype only), so every path can hand the backward pass
+    the same :data:`InverseParts` shapes.
+    """
+    n: int = L.shape[-1]
+    if not (_elementwise_ok(L) and n <= UNROLL_MAX):
+        k, b = blocked_levels(n, _leaf(L))
+        if k > 0:
+            return b << k, b << (k - 1)
+    return n, n // 2
+
+
+def parts_from_inverse(L: jax.Array, Linv: jax.Array, N: int, h: int) -> InverseParts:
+    """:data:`InverseParts` of ``L`` from its whole inverse ``Linv``, split at ``h`` of ``N``."""
+    if L.shape[-1] < N:
+        L, Linv = _pad_identity(L, N), _pad_identity(Linv, N)
+    Ainv, Dinv = Linv[..., :h, :h], Linv[..., h:, h:]
+    return Ainv, block_matmul(L[..., h:, :h], Ainv), Dinv
+
+
+def cholinv_blocked_with_inverse(L: jax.Array, *, leaf: int) -> tuple[jax.Array, InverseParts]:
+    """``(C, parts of L⁻¹)`` by the products-only blocked algorithm (:func:`_blocked`)."""
+    C, parts = _blocked(L, leaf=leaf, solve=False, inverse=True)
+    assert parts is not None
+    return C, parts
 
 
 def _blocked(
     L: jax.Array, *, leaf: int, solve: bool, inverse: bool
-) -> tuple[jax.Array, jax.Array | None]:
+) -> tuple[jax.Array, InverseParts | None]:
     """Forward pass by recursive 2x2 blocks, the bulk in matrix products.
 
     Split ``L = [[A, 0], [B, D]]`` (halves of size ``m``). Then
@@ -347,12 +380,13 @@ def _blocked(
       L: lower-triangular factors ``[..., n, n]``, upper triangle zero.
       leaf: largest leaf size; a static Python int ``≥ 1``.
       solve: ``W`` by triangular solves (``True``) or by products (``False``).
-      inverse: also return ``L⁻¹`` (products only: needs ``solve=False``);
-        it costs the top level's ``V``, ``2m³`` flops.
+      inverse: also return ``L⁻¹`` as :data:`InverseParts` (products only:
+        needs ``solve=False``); it costs nothing extra.
 
     Returns:
-      ``(C, L⁻¹)``: ``C = (L Lᴴ)⁻¹`` of shape ``[..., n, n]``, bitwise
-      symmetric, and ``L⁻¹`` if ``inverse`` else ``None``.
+      ``(C, parts)``: ``C = (L Lᴴ)⁻¹`` of shape ``[..., n, n]``, bitwise
+      symmetric, and the :data:`InverseParts` of ``L⁻¹`` if ``inverse``
+      else ``None``.
     """
     if inverse and solve:
         raise ValueError("inverse=True needs solve=False")
@@ -394,7 +428,9 @@ def _blocked(
             [jnp.concatenate([C11, C12], axis=-1), jnp.concatenate([C21, CD], axis=-1)],
             axis=-2,
         )
-        if not solve and (level > 0 or inverse):  # The top level's L⁻¹ only if asked.
+        if inverse and level == 0:
+            return _finish(C, symmetric, n), (Linv[..., 0, :, :], W, Linv[..., 1, :, :])
+        if not solve and level > 0:  # The top level's L⁻¹ is not needed.
             Ainv, Dinv = Linv[..., 0, :, :], Linv[..., 1, :, :]
             V = -block_matmul(Dinv, W)
             Linv = jnp.concatenate(
@@ -404,9 +440,14 @@ def _blocked(
                 ],
                 axis=-2,
             )
-    if not symmetric:
-        C = mirror_lower(C)
-    return C[..., :n, :n], (Linv[..., :n, :n] if inverse else None)
+    if inverse:  # No level (n <= leaf): split the leaf's inverse.
+        return _finish(C, symmetric, n), parts_from_inverse(L, Linv, n, n // 2)
+    return _finish(C, symmetric, n), None
+
+
+def _finish(C: jax.Array, symmetric: bool, n: int) -> jax.Array:
+    """The blocked algorithm's ``C``, mirrored unless it is already, unpadded to ``n``."""
+    return (C if symmetric else mirror_lower(C))[..., :n, :n]
 
 
 # Leaf size of the blocked algorithm for large n, and the largest n that takes
@@ -446,38 +487,41 @@ def _leaf(L: jax.Array) -> int:
     return max(LEAF, -(-n // (1 << MAX_LEVELS)))
 
 
-def cholinv_with_inverse(L: jax.Array) -> tuple[jax.Array, jax.Array]:
-    """``(C, L⁻¹)`` by the same static dispatch as :func:`cholinv`.
+def cholinv_with_inverse(L: jax.Array) -> tuple[jax.Array, InverseParts]:
+    """``(C, parts of L⁻¹)`` by the same static dispatch as :func:`cholinv`.
 
     The forward pass of the gradient: the backward pass needs ``L⁻¹``
     (:func:`tril_matmul_h`), which the products-only algorithm carries up its
-    recursion anyway; only the top level's block ``V`` is extra.
+    recursion anyway, split as :func:`top_split` says.
     """
     if _elementwise_ok(L) and L.shape[-1] <= UNROLL_MAX:
         Linv, C = _unrolled_kernel(L)
-        return mirror_lower(C), Linv
+        return mirror_lower(C), parts_from_inverse(L, Linv, *top_split(L))
     return cholinv_blocked_with_inverse(L, leaf=_leaf(L))
 
 
-def tril_matmul_h(P: jax.Array, X: jax.Array) -> jax.Array:
-    """``tril(P Xᴴ)`` for lower-triangular ``X``, skipping blocks that are zero or unused.
+def tril_matmul_h(P: jax.Array, parts: InverseParts) -> jax.Array:
+    """``tril(P L⁻ᴴ)`` from the :data:`InverseParts` of ``L⁻¹``, skipping zero and unused blocks.
 
-    With ``X = [[X11, 0], [X21, X22]]`` split at ``h``, ``Xᴴ`` is upper
-    triangular and the lower triangle of ``P Xᴴ`` needs only::
+    With ``L⁻¹ = [[A⁻¹, 0], [V, D⁻¹]]`` split at ``h`` and ``V = -D⁻¹ W``,
+    the lower triangle of ``P L⁻ᴴ`` needs only::
 
-        (P Xᴴ)[:, :h]  = P[:, :h] X11ᴴ          ([n, h] @ [h, h])
-        (P Xᴴ)[h:, h:] = P[h:, :] X[h:, :]ᴴ     ([n-h, n] @ [n, n-h])
+        (P L⁻ᴴ)[:, :h]  = P[:, :h] A⁻ᴴ                        ([N, h] @ [h, h])
+        (P L⁻ᴴ)[h:, h:] = P[h:, :h] Vᴴ + P[h:, h:] D⁻ᴴ
+                        = (P[h:, h:] - P[h:, :h] Wᴴ) D⁻ᴴ       (two [h, h] @ [h, h])
 
     its upper-right block is never formed: ``≈ n³`` flops where the full
-    product costs ``2n³``. Both products are plain GEMMs with a transposed
-    right operand, which XLA runs at full speed.
+    product costs ``2n³``, and ``V`` is never needed. All products are plain
+    GEMMs with a transposed right operand, which XLA runs at full speed.
+    ``P`` is padded with zeros to the parts' size ``N`` if ``L`` was.
     """
-    n = X.shape[-1]
-    if n <= 2 * SMALL_MATMUL:
-        return tril(block_matmul(P, mH(X)))
-    h = n // 2
-    left = matmul(P[..., :, :h], mH(X[..., :h, :h]))
-    right = matmul(P[..., h:, :], mH(X[..., h:, :]))
+    Ainv, W, Dinv = parts
+    h = Ainv.shape[-1]
+    N, n = h + Dinv.shape[-1], P.shape[-1]
+    if n < N:
+        P = jnp.pad(P, [(0, 0)] * (P.ndim - 2) + [(0, N - n), (0, N - n)])
+    left = block_matmul(P[..., :, :h], mH(Ainv))
+    right = block_matmul(P[..., h:, h:] - block_matmul(P[..., h:, :h], mH(W)), mH(Dinv))
     zeros = jnp.zeros_like(P[..., :h, h:])  # keeps P's batch sharding
     Y = jnp.concatenate(
         [
@@ -486,4 +530,4 @@ def tril_matmul_h(P: jax.Array, X: jax.Array) -> jax.Array:
         ],
         axis=-2,
     )
-    return tril(Y)
+    return tril(Y[..., :n, :n])

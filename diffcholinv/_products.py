@@ -22,7 +22,15 @@ import jax
 import jax.numpy as jnp
 from jax import lax
 
-from ._forward import identity_like, matmul, mH, mirror_lower
+from ._forward import (
+    InverseParts,
+    identity_like,
+    matmul,
+    mH,
+    mirror_lower,
+    parts_from_inverse,
+    top_split,
+)
 
 LEAF = 32
 """Diagonal blocks this size or smaller are inverted by substitution."""
@@ -66,10 +74,15 @@ def tri_inv_lower(L: jax.Array, *, leaf: int = LEAF) -> jax.Array:
     return jnp.concatenate([top, bottom], axis=-2)
 
 
-def cholinv_with_inverse(L: jax.Array) -> tuple[jax.Array, jax.Array]:
-    """``(C, L⁻¹)`` from products only: ``C = L⁻ᴴ L⁻¹``, lower triangle mirrored."""
+def cholinv_with_inverse(L: jax.Array) -> tuple[jax.Array, InverseParts]:
+    """``(C, parts of L⁻¹)`` from products only: ``C = L⁻ᴴ L⁻¹``, lower triangle mirrored.
+
+    ``L⁻¹`` is split as the default path splits it (:func:`top_split`), so
+    that both branches of ``lax.platform_dependent`` have the same shapes.
+    """
     Linv = tri_inv_lower(L)
-    return mirror_lower(matmul(mH(Linv), Linv)), Linv
+    C = mirror_lower(matmul(mH(Linv), Linv))
+    return C, parts_from_inverse(L, Linv, *top_split(L))
 
 
 def cholinv(L: jax.Array) -> jax.Array:

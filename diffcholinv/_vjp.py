@@ -16,7 +16,9 @@ carries anyway, so the backward pass is two products and no solve:
 ``Xᴴ`` that are zero and the upper block of the result (``≈ n³``;
 :func:`~diffcholinv._forward.tril_matmul_h`). A right triangular solve
 ``Y Lᴴ = C S`` has half those flops but runs at about a quarter of the
-product's rate on XLA:CPU. Residuals: ``(X, C)``; ``L`` is not kept.
+product's rate on XLA:CPU. Residuals: ``C`` and ``X`` as the three blocks
+of its top split (:data:`~diffcholinv._forward.InverseParts`); ``L`` is not
+kept.
 
 Complex ``L`` (``A = L Lᴴ`` Hermitian). JAX pairs a cotangent with a tangent
 as ``<Ḡ, dC> = Re tr(Ḡᵀ dC)`` (no conjugation; for a real loss ``f``,
@@ -62,12 +64,12 @@ def _forward(L: jax.Array, method: str) -> jax.Array:
     return C
 
 
-def _forward_with_inverse(L: jax.Array, method: str) -> tuple[jax.Array, jax.Array]:
+def _forward_with_inverse(L: jax.Array, method: str) -> tuple[jax.Array, F.InverseParts]:
     if method == "solve":
         return F.cholinv_with_inverse(L)
     if method == "products":
         return P.cholinv_with_inverse(L)
-    CX: tuple[jax.Array, jax.Array] = lax.platform_dependent(
+    CX: tuple[jax.Array, F.InverseParts] = lax.platform_dependent(
         L, default=F.cholinv_with_inverse, metal=P.cholinv_with_inverse
     )
     return CX
@@ -79,16 +81,19 @@ def cholinv_lower(L: jax.Array, method: str = "auto") -> jax.Array:
     return _forward(L, method)
 
 
-def _fwd(L: jax.Array, method: str) -> tuple[jax.Array, tuple[jax.Array, jax.Array]]:
-    C, X = _forward_with_inverse(L, method)
-    return C, (X, C)
+Residuals = tuple[F.InverseParts, jax.Array]
 
 
-def _bwd(method: str, res: tuple[jax.Array, jax.Array], g: jax.Array) -> tuple[jax.Array]:
-    X, C = res
+def _fwd(L: jax.Array, method: str) -> tuple[jax.Array, Residuals]:
+    C, parts = _forward_with_inverse(L, method)
+    return C, (parts, C)
+
+
+def _bwd(method: str, res: Residuals, g: jax.Array) -> tuple[jax.Array]:
+    parts, C = res
     gc = jnp.conj(g)  # no-op for real dtypes
     CS = F.matmul(C, F.hermitian_part_sum(gc))
-    Y = F.tril_matmul_h(CS, X)  # tril(C S L⁻ᴴ)
+    Y = F.tril_matmul_h(CS, parts)  # tril(C S L⁻ᴴ)
     return (-jnp.conj(Y),)
 
 

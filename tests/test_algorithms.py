@@ -85,32 +85,69 @@ def test_complex_blocked_matches_numpy(rng, n, leaf):
     np.testing.assert_allclose(F.cholinv(Lj), F.cholinv_reference(Lj), atol=1e-12)
 
 
+def _inverse(parts, n):
+    """``L⁻¹`` (``[:n, :n]``) assembled from its InverseParts ``(A⁻¹, W, D⁻¹)``."""
+    Ainv, W, Dinv = (np.asarray(p, np.complex128) for p in parts)
+    h = Ainv.shape[-1]
+    top = np.concatenate([Ainv, np.zeros((*Ainv.shape[:-1], Dinv.shape[-1]))], axis=-1)
+    bottom = np.concatenate([-Dinv @ W, Dinv], axis=-1)
+    X = np.concatenate([top, bottom], axis=-2)
+    assert X.shape[-1] == h + Dinv.shape[-1]
+    return X[..., :n, :n]
+
+
 @pytest.mark.parametrize(
     ("n", "dtype"),
-    [(3, "float64"), (8, "float32"), (40, "float64"), (65, "float32"), (131, "float64")],
+    [
+        (1, "float64"),
+        (3, "float64"),
+        (8, "float32"),
+        (15, "float64"),
+        (40, "float64"),
+        (65, "float32"),
+        (131, "float64"),
+        (100, "complex128"),
+    ],
 )
 def test_cholinv_with_inverse_matches_numpy(rng, n, dtype):
-    # The backward pass relies on the L⁻¹ the forward pass returns.
+    # The backward pass relies on the parts of L⁻¹ the forward pass returns,
+    # split where top_split says (padded sizes included).
     L = spd_factor(rng, (2,), n).astype(dtype)
-    C, X = jax.jit(F.cholinv_with_inverse)(jnp.asarray(L))
-    assert bool(jnp.all(F.mT(C) == C))
-    assert_close_rel(C, reference_inv(L), dtype)
-    assert_close_rel(X, np.linalg.inv(np.float64(L)), dtype)
-    assert bool(jnp.all(jnp.triu(X, 1) == 0)), "L⁻¹ is not lower triangular"
-
-
-@pytest.mark.parametrize("n", [1, 5, 16, 17, 40, 97])
-@pytest.mark.parametrize("dtype", ["float64", "complex128"])
-def test_tril_matmul_h_matches_full_product(rng, n, dtype):
-    P = rng.standard_normal((2, n, n))
-    X = np.tril(rng.standard_normal((2, n, n)))
     if dtype == "complex128":
-        P = P + 1j * rng.standard_normal((2, n, n))
-        X = X + 1j * np.tril(rng.standard_normal((2, n, n)))
-    Y = jax.jit(F.tril_matmul_h)(jnp.asarray(P), jnp.asarray(X))
+        L = L + 0.1j * np.tril(rng.standard_normal((2, n, n)), -1)
+    C, parts = jax.jit(F.cholinv_with_inverse)(jnp.asarray(L))
+    assert bool(jnp.all(jnp.conj(F.mT(C)) == C))
+    Lc = L.astype(np.complex128)
+    rtol = RTOL["float32" if dtype == "float32" else "float64"]
+    ref = np.linalg.inv(Lc @ np.conj(np.swapaxes(Lc, -1, -2)))
+    assert np.max(np.abs(C - ref)) <= rtol * np.max(np.abs(ref))
+    N, h = F.top_split(jnp.asarray(L))
+    assert (parts[0].shape[-1], parts[2].shape[-1]) == (h, N - h)
+    X, Xref = _inverse(parts, n), np.linalg.inv(Lc)
+    assert np.max(np.abs(X - Xref)) <= rtol * np.max(np.abs(Xref))
+    assert not np.any(np.triu(X, 1)), "L⁻¹ is not lower triangular"
+
+
+@pytest.mark.parametrize(
+    ("n", "N"), [(1, 1), (5, 5), (16, 16), (17, 17), (40, 40), (97, 97), (90, 96)]
+)
+@pytest.mark.parametrize("dtype", ["float64", "complex128"])
+def test_tril_matmul_h_matches_full_product(rng, n, N, dtype):
+    h = N // 2
+
+    def draw(shape, lower=False):
+        x = rng.standard_normal((2, *shape))
+        if dtype == "complex128":
+            x = x + 1j * rng.standard_normal((2, *shape))
+        return np.tril(x) if lower else x
+
+    parts = (draw((h, h), True), draw((N - h, h)), draw((N - h, N - h), True))
+    P = draw((n, n))
+    Y = jax.jit(F.tril_matmul_h)(jnp.asarray(P), tuple(jnp.asarray(p) for p in parts))
+    X = _inverse(parts, N)[..., :n, :n]
     ref = np.tril(P @ np.conj(np.swapaxes(X, -1, -2)))
-    np.testing.assert_allclose(Y, ref, rtol=1e-12, atol=1e-12 * n)
-    assert bool(jnp.all(jnp.triu(Y, 1) == 0))
+    np.testing.assert_allclose(Y, ref, rtol=1e-12, atol=1e-11 * N)
+    assert not np.any(np.triu(np.asarray(Y), 1))
 
 
 @pytest.mark.parametrize("n", [300, 1023, 1024, 1031])
