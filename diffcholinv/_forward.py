@@ -413,12 +413,31 @@ def _blocked(
         if not symmetric and not _fused_products(B):
             C, symmetric = mirror_lower(C), True
         CA, CD = C[..., 0, :, :], C[..., 1, :, :]
+        m = B.shape[-1]
+        split = symmetric and not solve and m >= SPLIT_MIN
         if solve:  # W A = B
             W = lax.linalg.triangular_solve(diag_blocks[level], B, left_side=False, lower=True)
+        elif split:  # A⁻¹ is lower triangular: skip its zero upper-right block.
+            Ainv, q = Linv[..., 0, :, :], m // 2
+            W = jnp.concatenate(
+                [matmul(B, Ainv[..., :, :q]), matmul(B[..., :, q:], Ainv[..., q:, q:])], axis=-1
+            )
         else:
             W = block_matmul(B, Linv[..., 0, :, :])
         C21 = -block_matmul(CD, W)
-        if symmetric:
+        if split:  # C11 from its lower blocks; the upper one is a transpose.
+            C12, q = materialize(mH(C21)), m // 2
+            left = CA[..., :, :q] - matmul(C12, W[..., :, :q])
+            c22 = mirror_lower(CA[..., q:, q:] - matmul(C12[..., q:, :], W[..., :, q:]))
+            c21 = left[..., q:, :]
+            C11 = jnp.concatenate(
+                [
+                    jnp.concatenate([mirror_lower(left[..., :q, :]), materialize(mH(c21))], -1),
+                    jnp.concatenate([c21, c22], axis=-1),
+                ],
+                axis=-2,
+            )
+        elif symmetric:
             C12 = materialize(mH(C21))
             C11 = mirror_lower(CA - block_matmul(C12, W))
         else:  # Tiny blocks: fused elementwise products, one mirror at the end.
@@ -459,6 +478,7 @@ PRODUCTS_MAX = 64
 # Leaf size for ``UNROLL_MAX < n <= PRODUCTS_MAX`` (unrolled leaf kernel).
 SMALL_LEAF = 4
 MAX_LEVELS = 7
+SPLIT_MIN = 512
 
 
 def cholinv(L: jax.Array) -> jax.Array:

@@ -2,6 +2,13 @@
 
 from __future__ import annotations
 
+import os
+
+# One OpenBLAS thread (SciPy's, which jaxlib's LAPACK kernels may share):
+# a rare stall of the XLA:CPU runtime was seen with every thread idle and
+# OpenBLAS's thread server among them. Set before NumPy/SciPy load it.
+os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
+
 import jax
 import numpy as np
 import pytest

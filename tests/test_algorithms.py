@@ -163,3 +163,31 @@ def test_tiled_mirror_and_hermitian_sum_match_numpy(rng, n):
     np.testing.assert_array_equal(s, x + np.conj(np.swapaxes(x, -1, -2)))
     r = np.asarray(jax.jit(F.mirror_lower)(jnp.asarray(x.real)))
     np.testing.assert_array_equal(r, np.tril(x.real) + np.swapaxes(low.real, -1, -2))
+
+
+@pytest.mark.parametrize(("n", "dtype"), [(40, "float64"), (65, "float32"), (100, "complex128")])
+def test_split_levels_match_numpy(rng, monkeypatch, n, dtype):
+    # Levels with blocks of at least SPLIT_MIN skip the zero block of A⁻¹ and
+    # build C11 from its lower blocks; lowered here so small n reach them.
+    monkeypatch.setattr(F, "SPLIT_MIN", 4)
+    L = spd_factor(rng, (2,), n).astype(dtype)
+    if dtype == "complex128":
+        L = L + 0.1j * np.tril(rng.standard_normal((2, n, n)), -1)
+    Lc = L.astype(np.complex128)
+    ref = np.linalg.inv(Lc @ np.conj(np.swapaxes(Lc, -1, -2)))
+    rtol = RTOL["float32" if dtype == "float32" else "float64"]
+    for f in (F.cholinv, lambda x: F.cholinv_with_inverse(x)[0]):
+        C = jax.jit(f)(jnp.asarray(L))
+        assert bool(jnp.all(jnp.conj(F.mT(C)) == C)), "not bitwise Hermitian"
+        assert np.max(np.abs(C - ref)) <= rtol * np.max(np.abs(ref))
+    _, parts = jax.jit(F.cholinv_with_inverse)(jnp.asarray(L))
+    Xref = np.linalg.inv(Lc)
+    assert np.max(np.abs(_inverse(parts, n) - Xref)) <= rtol * np.max(np.abs(Xref))
+
+
+def test_split_level_at_default_size(rng):
+    # n = 1030 pads to 1152, so its top level (blocks of 576) is split.
+    L = spd_factor(rng, (), 1030)
+    C = jax.jit(F.cholinv)(jnp.asarray(L))
+    assert bool(jnp.all(F.mT(C) == C))
+    assert_close_rel(C, reference_inv(L), "float64")
