@@ -478,7 +478,7 @@ PRODUCTS_MAX = 64
 # Leaf size for ``UNROLL_MAX < n <= PRODUCTS_MAX`` (unrolled leaf kernel).
 SMALL_LEAF = 4
 MAX_LEVELS = 7
-SPLIT_MIN = 512
+SPLIT_MIN = 1024
 
 
 def cholinv(L: jax.Array) -> jax.Array:

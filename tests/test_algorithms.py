@@ -185,8 +185,10 @@ def test_split_levels_match_numpy(rng, monkeypatch, n, dtype):
     assert np.max(np.abs(_inverse(parts, n) - Xref)) <= rtol * np.max(np.abs(Xref))
 
 
-def test_split_level_at_default_size(rng):
-    # n = 1030 pads to 1152, so its top level (blocks of 576) is split.
+def test_split_level_of_a_padded_factor(rng, monkeypatch):
+    # n = 1030 pads to 1152: its top level (blocks of 576, split at 288) is
+    # split with the threshold at 512; the default threshold splits n ≥ 2048.
+    monkeypatch.setattr(F, "SPLIT_MIN", 512)
     L = spd_factor(rng, (), 1030)
     C = jax.jit(F.cholinv)(jnp.asarray(L))
     assert bool(jnp.all(F.mT(C) == C))
