@@ -488,9 +488,10 @@ def cholinv(L: jax.Array) -> jax.Array:
     :func:`cholinv_unrolled`; real ``n ≤ PRODUCTS_MAX``:
     :func:`cholinv_blocked` with products only and elementwise leaves (no
     per-matrix LAPACK call, for large batches of small factors); otherwise
-    :func:`cholinv_blocked` with products only and leaves up to ``LEAF``
-    (measured faster on CPU than ``solve=True`` despite its extra flops: XLA's
-    triangular solve runs at about a quarter of its GEMM's flop rate).
+    :func:`cholinv_blocked` with products only and small leaves (``LEAF``,
+    more above ``n = 16 · 2^MAX_LEVELS``): measured faster on CPU than
+    ``solve=True`` or large leaves despite its extra flops, because XLA's
+    triangular solve runs at about a quarter of its GEMM's flop rate.
     """
     if _elementwise_ok(L) and L.shape[-1] <= UNROLL_MAX:
         return cholinv_unrolled(L)
