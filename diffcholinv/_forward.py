@@ -170,9 +170,11 @@ def cholinv_reference(L: jax.Array) -> jax.Array:
 
 
 # Blocks with every side at most this are multiplied by a fused broadcast-sum
-# (see ``block_matmul``); larger ones by XLA's dot. Measured (batches of
-# 16 x 16 and 64 x 64 factors): 4 beats 2 and 8.
-SMALL_MATMUL = 4
+# (see ``block_matmul``); larger ones by XLA's dot. 4 (with leaves of 4) was
+# up to 1.4x faster on batches of 16 x 16 factors, but its float64 error at
+# kappa(A) = 1e12 reached 3x LAPACK potri's with jax 0.4.34
+# (tests/test_numerics.py); 8 stays within 2x on every jax tested.
+SMALL_MATMUL = 8
 # Factors up to this size take the unrolled path; leaves of the blocked
 # algorithm up to this size use the unrolled kernel, larger leaves LAPACK trsm.
 UNROLL_MAX = 8
@@ -475,8 +477,9 @@ def _finish(C: jax.Array, symmetric: bool, n: int) -> jax.Array:
 # whose batched triangular solve is slow even on small blocks).
 LEAF = 16
 PRODUCTS_MAX = 64
-# Leaf size for ``UNROLL_MAX < n <= PRODUCTS_MAX`` (unrolled leaf kernel).
-SMALL_LEAF = 4
+# Leaf size for ``UNROLL_MAX < n <= PRODUCTS_MAX`` (unrolled leaf kernel);
+# see ``SMALL_MATMUL`` for why not 4.
+SMALL_LEAF = 8
 MAX_LEVELS = 7
 SPLIT_MIN = 1024
 
