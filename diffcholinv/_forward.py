@@ -69,6 +69,13 @@ def lower_mask(x: jax.Array, *, strict: bool = False) -> jax.Array:
     return rows > cols if strict else rows >= cols
 
 
+def blocks2x2(a: jax.Array, b: jax.Array, c: jax.Array, d: jax.Array) -> jax.Array:
+    """``[[a, b], [c, d]]`` from four ``[..., p, q]`` blocks."""
+    return jnp.concatenate(
+        [jnp.concatenate([a, b], axis=-1), jnp.concatenate([c, d], axis=-1)], axis=-2
+    )
+
+
 def tril(x: jax.Array) -> jax.Array:
     """Zero the strictly upper triangle (a select, so nan/inf there vanish too)."""
     return jnp.where(lower_mask(x), x, jnp.zeros((), x.dtype))
@@ -240,6 +247,11 @@ def _trsm_kernel(L: jax.Array, *, need_inverse: bool) -> tuple[jax.Array, jax.Ar
     return (Linv if need_inverse else L), block_matmul(mH(Linv), Linv)
 
 
+def _unrolled(L: jax.Array) -> bool:
+    """Whether :func:`cholinv` takes the unrolled path for ``L`` (static)."""
+    return _elementwise_ok(L) and L.shape[-1] <= UNROLL_MAX
+
+
 def cholinv_unrolled(L: jax.Array) -> jax.Array:
     """Forward pass for tiny ``n`` (``≤ UNROLL_MAX``): unrolled substitution.
 
@@ -314,7 +326,7 @@ def top_split(L: jax.Array) -> tuple[int, int]:
     the same :data:`InverseParts` shapes.
     """
     n: int = L.shape[-1]
-    if not (_elementwise_ok(L) and n <= UNROLL_MAX):
+    if not _unrolled(L):
         k, b = blocked_levels(n, _leaf(L))
         if k > 0:
             return b << k, b << (k - 1)
@@ -432,35 +444,20 @@ def _blocked(
             left = CA[..., :, :q] - matmul(C12, W[..., :, :q])
             c22 = mirror_lower(CA[..., q:, q:] - matmul(C12[..., q:, :], W[..., :, q:]))
             c21 = left[..., q:, :]
-            C11 = jnp.concatenate(
-                [
-                    jnp.concatenate([mirror_lower(left[..., :q, :]), materialize(mH(c21))], -1),
-                    jnp.concatenate([c21, c22], axis=-1),
-                ],
-                axis=-2,
-            )
+            C11 = blocks2x2(mirror_lower(left[..., :q, :]), materialize(mH(c21)), c21, c22)
         elif symmetric:
             C12 = materialize(mH(C21))
             C11 = mirror_lower(CA - block_matmul(C12, W))
         else:  # Tiny blocks: fused elementwise products, one mirror at the end.
             C12 = mH(C21)
             C11 = CA - block_matmul(mH(W), C21)
-        C = jnp.concatenate(
-            [jnp.concatenate([C11, C12], axis=-1), jnp.concatenate([C21, CD], axis=-1)],
-            axis=-2,
-        )
+        C = blocks2x2(C11, C12, C21, CD)
         if inverse and level == 0:
             return _finish(C, symmetric, n), (Linv[..., 0, :, :], W, Linv[..., 1, :, :])
         if not solve and level > 0:  # The top level's L⁻¹ is not needed.
             Ainv, Dinv = Linv[..., 0, :, :], Linv[..., 1, :, :]
             V = -block_matmul(Dinv, W)
-            Linv = jnp.concatenate(
-                [
-                    jnp.concatenate([Ainv, jnp.zeros_like(B)], axis=-1),
-                    jnp.concatenate([V, Dinv], axis=-1),
-                ],
-                axis=-2,
-            )
+            Linv = blocks2x2(Ainv, jnp.zeros_like(B), V, Dinv)
     if inverse:  # No level (n <= leaf): split the leaf's inverse.
         return _finish(C, symmetric, n), parts_from_inverse(L, Linv, n, n // 2)
     return _finish(C, symmetric, n), None
@@ -496,7 +493,7 @@ def cholinv(L: jax.Array) -> jax.Array:
     ``solve=True`` or large leaves despite its extra flops, because XLA's
     triangular solve runs at about a quarter of its GEMM's flop rate.
     """
-    if _elementwise_ok(L) and L.shape[-1] <= UNROLL_MAX:
+    if _unrolled(L):
         return cholinv_unrolled(L)
     return cholinv_blocked(L, leaf=_leaf(L))
 
@@ -518,7 +515,7 @@ def cholinv_with_inverse(L: jax.Array) -> tuple[jax.Array, InverseParts]:
     (:func:`tril_matmul_h`), which the products-only algorithm carries up its
     recursion anyway, split as :func:`top_split` says.
     """
-    if _elementwise_ok(L) and L.shape[-1] <= UNROLL_MAX:
+    if _unrolled(L):
         Linv, C = _unrolled_kernel(L)
         return mirror_lower(C), parts_from_inverse(L, Linv, *top_split(L))
     return cholinv_blocked_with_inverse(L, leaf=_leaf(L))
@@ -547,11 +544,5 @@ def tril_matmul_h(P: jax.Array, parts: InverseParts) -> jax.Array:
     left = block_matmul(P[..., :, :h], mH(Ainv))
     right = block_matmul(P[..., h:, h:] - block_matmul(P[..., h:, :h], mH(W)), mH(Dinv))
     zeros = jnp.zeros_like(P[..., :h, h:])  # keeps P's batch sharding
-    Y = jnp.concatenate(
-        [
-            jnp.concatenate([left[..., :h, :], zeros], axis=-1),
-            jnp.concatenate([left[..., h:, :], right], axis=-1),
-        ],
-        axis=-2,
-    )
+    Y = blocks2x2(left[..., :h, :], zeros, left[..., h:, :], right)
     return tril(Y[..., :n, :n])

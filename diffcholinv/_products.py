@@ -24,6 +24,7 @@ from jax import lax
 
 from ._forward import (
     InverseParts,
+    blocks2x2,
     identity_like,
     matmul,
     mH,
@@ -69,9 +70,7 @@ def tri_inv_lower(L: jax.Array, *, leaf: int = LEAF) -> jax.Array:
     Ai = tri_inv_lower(L[..., :k, :k], leaf=leaf)
     Di = tri_inv_lower(L[..., k:, k:], leaf=leaf)
     X21 = -matmul(Di, matmul(L[..., k:, :k], Ai))
-    top = jnp.concatenate([Ai, jnp.zeros_like(L[..., :k, k:])], axis=-1)
-    bottom = jnp.concatenate([X21, Di], axis=-1)
-    return jnp.concatenate([top, bottom], axis=-2)
+    return blocks2x2(Ai, jnp.zeros_like(L[..., :k, k:]), X21, Di)
 
 
 def cholinv_with_inverse(L: jax.Array) -> tuple[jax.Array, InverseParts]:
@@ -81,10 +80,14 @@ def cholinv_with_inverse(L: jax.Array) -> tuple[jax.Array, InverseParts]:
     that both branches of ``lax.platform_dependent`` have the same shapes.
     """
     Linv = tri_inv_lower(L)
-    C = mirror_lower(matmul(mH(Linv), Linv))
-    return C, parts_from_inverse(L, Linv, *top_split(L))
+    return _gram(Linv), parts_from_inverse(L, Linv, *top_split(L))
 
 
 def cholinv(L: jax.Array) -> jax.Array:
     """``C = L⁻ᴴ L⁻¹`` from products only, bitwise Hermitian."""
-    return cholinv_with_inverse(L)[0]
+    return _gram(tri_inv_lower(L))
+
+
+def _gram(Linv: jax.Array) -> jax.Array:
+    """``L⁻ᴴ L⁻¹``, lower triangle mirrored."""
+    return mirror_lower(matmul(mH(Linv), Linv))
