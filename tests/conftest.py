@@ -3,11 +3,17 @@
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
+from pathlib import Path
 
 # One OpenBLAS thread (SciPy's, which jaxlib's LAPACK kernels may share):
 # a rare stall of the XLA:CPU runtime was seen with every thread idle and
 # OpenBLAS's thread server among them. Set before NumPy/SciPy load it.
 os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
+# The tests run in several worker processes (pytest-xdist); on a GPU each
+# would otherwise reserve most of its memory at start-up.
+os.environ.setdefault("XLA_PYTHON_CLIENT_PREALLOCATE", "false")
 
 import jax
 import numpy as np
@@ -72,3 +78,22 @@ def assert_close_rel(actual: object, expected: np.ndarray, dtype: str) -> None:
 @pytest.fixture
 def rng() -> np.random.Generator:
     return np.random.default_rng(1234)
+
+
+def run_on_eight_devices(script: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    """Run ``script`` in a fresh Python on 8 forced host CPU devices.
+
+    A subprocess, because ``XLA_FLAGS`` must be set before jax starts.
+    """
+    env = dict(os.environ)
+    flags = env.get("XLA_FLAGS", "") + " --xla_force_host_platform_device_count=8"
+    env["XLA_FLAGS"] = flags.strip()
+    env["JAX_PLATFORMS"] = "cpu"
+    return subprocess.run(
+        [sys.executable, str(script), *args],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        cwd=Path(__file__).parent,
+    )

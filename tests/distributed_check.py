@@ -9,21 +9,11 @@ ratio and the collectives, and exits non-zero on the first failure.
 from __future__ import annotations
 
 import argparse
-import re
 import sys
-from collections import Counter
 
-from sharding_check import COLLECTIVES
+from sharding_check import collective_counts
 
 MAX_MEMORY_RATIO = 0.35
-
-
-def collective_counts(hlo: str) -> dict[str, int]:
-    """How many collective instructions of each kind a compiled HLO text holds."""
-    found = Counter()
-    for c in COLLECTIVES:
-        found[c] = len(re.findall(rf"\s{c}(-start)?\(", hlo))
-    return {c: k for c, k in found.items() if k}
 
 
 def program_bytes(compiled) -> int:

@@ -13,8 +13,14 @@ import sys
 COLLECTIVES = ("all-gather", "all-reduce", "all-to-all", "collective-permute", "reduce-scatter")
 
 
+def collective_counts(hlo: str) -> dict[str, int]:
+    """How many collective instructions of each kind a compiled HLO text holds."""
+    found = {c: len(re.findall(rf"\s{c}(-start)?\(", hlo)) for c in COLLECTIVES}
+    return {c: k for c, k in found.items() if k}
+
+
 def _collectives(hlo: str) -> set[str]:
-    return {c for c in COLLECTIVES if re.search(rf"\b{c}(-start)?\(", hlo) or f" {c}(" in hlo}
+    return set(collective_counts(hlo))
 
 
 def _meshes(jax, np):

@@ -2,15 +2,13 @@
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import jax
 import numpy as np
 import pytest
-from distributed_check import collective_counts
+from conftest import run_on_eight_devices
+from sharding_check import collective_counts
 
 from diffcholinv import _distributed, cholesky_inv
 
@@ -34,26 +32,11 @@ def test_one_device_and_unsharded_inputs_take_the_ordinary_path():
     np.testing.assert_array_equal(cholesky_inv(L, device=one), np.eye(4))
 
 
-def _run_on_eight_devices(script: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    env = dict(os.environ)
-    flags = env.get("XLA_FLAGS", "") + " --xla_force_host_platform_device_count=8"
-    env["XLA_FLAGS"] = flags.strip()
-    env["JAX_PLATFORMS"] = "cpu"
-    return subprocess.run(
-        [sys.executable, str(script), *args],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=600,
-        cwd=Path(__file__).parent,
-    )
-
-
 def test_one_matrix_sharded_over_eight_devices():
-    proc = _run_on_eight_devices(Path(__file__).with_name("distributed_check.py"), "--n", "2048")
+    proc = run_on_eight_devices(Path(__file__).with_name("distributed_check.py"), "--n", "2048")
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert "distributed checks passed" in proc.stdout
-    print(proc.stdout)  # the memory ratio and the collectives, shown with pytest -s
+    print(proc.stdout)  # the memory ratio and the collectives, shown with pytest -s -n 0
 
 
 def test_sharded_gp_example():
@@ -62,6 +45,6 @@ def test_sharded_gp_example():
     pytest.importorskip("sklearn")
     pytest.importorskip("statsmodels")
     script = Path(__file__).resolve().parents[1] / "examples" / "sharded_gp.py"
-    proc = _run_on_eight_devices(script, "--quick")
+    proc = run_on_eight_devices(script, "--quick")
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert "vs scikit-learn" in proc.stdout and "8 devices" in proc.stdout

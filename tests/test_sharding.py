@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 from pathlib import Path
 
+from conftest import run_on_eight_devices
 from sharding_check import _collectives
 
 
@@ -18,13 +16,6 @@ def test_collective_detector_sees_collectives():
 
 
 def test_batch_sharded_input_is_computed_shard_locally():
-    env = dict(os.environ)
-    flags = env.get("XLA_FLAGS", "") + " --xla_force_host_platform_device_count=8"
-    env["XLA_FLAGS"] = flags.strip()
-    env["JAX_PLATFORMS"] = "cpu"
-    script = Path(__file__).with_name("sharding_check.py")
-    proc = subprocess.run(
-        [sys.executable, str(script)], env=env, capture_output=True, text=True, timeout=300
-    )
+    proc = run_on_eight_devices(Path(__file__).with_name("sharding_check.py"))
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert "sharding checks passed" in proc.stdout
