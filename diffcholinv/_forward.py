@@ -111,11 +111,6 @@ def _tiled(x: jax.Array, tile: Callable[[int, int, slice, slice], jax.Array]) ->
     return jnp.concatenate(rows, axis=-2)
 
 
-def hermitian_part_sum(g: jax.Array) -> jax.Array:
-    """``g + gᴴ``, tile by tile (see ``TILE``)."""
-    return _tiled(g, lambda i, j, r, c: g[..., r, c] + mH(g[..., c, r]))
-
-
 def _mirror_real(y: jax.Array, sign: int) -> jax.Array:
     """Real ``y``: lower triangle kept, upper = ``sign ×`` its transpose.
 
@@ -315,7 +310,7 @@ For ``L`` padded to ``[[L, 0], [0, I]]`` of size ``N`` and split at ``h``
 into ``[[A, 0], [B, D]]``, ``W = B A⁻¹`` and
 ``L⁻¹ = [[A⁻¹, 0], [-D⁻¹ W, D⁻¹]]`` (padded alike). The blocked algorithm
 has all three at its top level, so it needs neither the product
-``-D⁻¹ W`` nor the assembly of ``L⁻¹``; :func:`tril_matmul_h` reads them.
+``-D⁻¹ W`` nor the assembly of ``L⁻¹``; :func:`tril_sandwich_h` reads them.
 """
 
 
@@ -512,7 +507,7 @@ def cholinv_with_inverse(L: jax.Array) -> tuple[jax.Array, InverseParts]:
     """``(C, parts of L⁻¹)`` by the same static dispatch as :func:`cholinv`.
 
     The forward pass of the gradient: the backward pass needs ``L⁻¹``
-    (:func:`tril_matmul_h`), which the products-only algorithm carries up its
+    (:func:`tril_sandwich_h`), which the products-only algorithm carries up its
     recursion anyway, split as :func:`top_split` says.
     """
     if _unrolled(L):
@@ -521,28 +516,44 @@ def cholinv_with_inverse(L: jax.Array) -> tuple[jax.Array, InverseParts]:
     return cholinv_blocked_with_inverse(L, leaf=_leaf(L))
 
 
-def tril_matmul_h(P: jax.Array, parts: InverseParts) -> jax.Array:
-    """``tril(P L⁻ᴴ)`` from the :data:`InverseParts` of ``L⁻¹``, skipping zero and unused blocks.
+def tril_sandwich_h(C: jax.Array, g: jax.Array, parts: InverseParts) -> jax.Array:
+    """``tril(C S L⁻ᴴ)`` with ``S = g + gᴴ``, from the :data:`InverseParts` of ``L⁻¹``.
 
-    With ``L⁻¹ = [[A⁻¹, 0], [V, D⁻¹]]`` split at ``h`` and ``V = -D⁻¹ W``,
-    the lower triangle of ``P L⁻ᴴ`` needs only::
+    The backward pass's product. With ``L⁻¹ = [[A⁻¹, 0], [V, D⁻¹]]`` split
+    at ``h`` and ``V = -D⁻¹ W``, the lower triangle of ``P L⁻ᴴ`` (``P = C S``)
+    needs only::
 
-        (P L⁻ᴴ)[:, :h]  = P[:, :h] A⁻ᴴ                        ([N, h] @ [h, h])
+        (P L⁻ᴴ)[:, :h]  = P[:, :h] A⁻ᴴ                        ([n, h] @ [h, h])
         (P L⁻ᴴ)[h:, h:] = P[h:, :h] Vᴴ + P[h:, h:] D⁻ᴴ
                         = (P[h:, h:] - P[h:, :h] Wᴴ) D⁻ᴴ       (two [h, h] @ [h, h])
 
-    its upper-right block is never formed: ``≈ n³`` flops where the full
-    product costs ``2n³``, and ``V`` is never needed. All products are plain
-    GEMMs with a transposed right operand, which XLA runs at full speed.
-    ``P`` is padded with zeros to the parts' size ``N`` if ``L`` was.
+    so neither ``P``'s upper-right block is formed (``C S[:, :h]`` and
+    ``C[h:, :] S[:, h:]``: ``3n³/2`` flops where ``C S`` costs ``2n³``) nor
+    that of ``P L⁻ᴴ`` (``n³`` where the full product costs ``2n³``), nor
+    ``V``: ``5n³/2`` in all. All products are plain GEMMs with a transposed
+    right operand, which XLA runs at full speed. ``S`` is built as these two
+    column blocks only, each from two tiles ``g[r, c] + g[c, r]ᴴ`` split at
+    ``h`` (a matrix read in both orders is slow whole, see ``TILE``): a
+    whole ``S`` sliced into them would take two more buffers of its size.
+
+    If ``L`` was padded to ``[[L, 0], [0, I]]`` of the parts' size ``N``, the
+    padded ``P`` is ``[[C S, 0], [0, 0]]``: only the leading ``n - h`` rows and
+    columns of ``W`` and ``D⁻¹`` meet a nonzero, so they are sliced, not
+    ``C`` and ``g`` padded.
     """
     Ainv, W, Dinv = parts
-    h = Ainv.shape[-1]
-    N, n = h + Dinv.shape[-1], P.shape[-1]
-    if n < N:
-        P = jnp.pad(P, [(0, 0)] * (P.ndim - 2) + [(0, N - n), (0, N - n)])
-    left = block_matmul(P[..., :, :h], mH(Ainv))
-    right = block_matmul(P[..., h:, h:] - block_matmul(P[..., h:, :h], mH(W)), mH(Dinv))
-    zeros = jnp.zeros_like(P[..., :h, h:])  # keeps P's batch sharding
-    Y = blocks2x2(left[..., :h, :], zeros, left[..., h:, :], right)
-    return tril(Y[..., :n, :n])
+    h, n = Ainv.shape[-1], C.shape[-1]
+    W, Dinv = W[..., : n - h, :], Dinv[..., : n - h, : n - h]
+    top, bottom = slice(0, h), slice(h, n)
+
+    def S(rows: slice, cols: slice) -> jax.Array:
+        return g[..., rows, cols] + mH(g[..., cols, rows])
+
+    S_left = jnp.concatenate([S(top, top), S(bottom, top)], axis=-2)
+    S_right = jnp.concatenate([S(top, bottom), S(bottom, bottom)], axis=-2)
+    P_left = block_matmul(C, S_left)
+    P_right = block_matmul(C[..., h:, :], S_right)
+    left = block_matmul(P_left, mH(Ainv))
+    right = block_matmul(P_right - block_matmul(P_left[..., h:, :], mH(W)), mH(Dinv))
+    zeros = jnp.zeros_like(C[..., :h, h:])  # keeps C's batch sharding
+    return tril(blocks2x2(left[..., :h, :], zeros, left[..., h:, :], right))

@@ -11,11 +11,12 @@ Gradient (Murray 2016; see docs/math.md). With ``C = (L Lᴴ)⁻¹`` and
 and ``C L = L⁻ᴴ L⁻¹ L = L⁻ᴴ``, so ``L̄ = -tril(C S L⁻ᴴ)``. Only the lower
 triangle of ``L`` is an input, so the gradient is zero above the diagonal.
 The forward pass keeps ``X = L⁻¹``, which its products-only recursion
-carries anyway, so the backward pass is two products and no solve:
-``C S`` (``2n³`` flops) and ``tril((C S) Xᴴ)``, which skips the blocks of
-``Xᴴ`` that are zero and the upper block of the result (``≈ n³``;
-:func:`~diffcholinv._forward.tril_matmul_h`). A right triangular solve
-``Y Lᴴ = C S`` has half those flops but runs at about a quarter of the
+carries anyway, so the backward pass is products and no solve: the
+lower triangle of ``(C S) Xᴴ`` from the blocks of ``C S`` that it reads,
+skipping the blocks of ``Xᴴ`` that are zero and the upper blocks of both
+products (``5n³/2`` flops where ``C S`` alone costs ``2n³``;
+:func:`~diffcholinv._forward.tril_sandwich_h`). A right triangular solve
+``Y Lᴴ = C S`` has fewer flops but runs at about a quarter of the
 product's rate on XLA:CPU. Residuals: ``C`` and ``X`` as the three blocks
 of its top split (:data:`~diffcholinv._forward.InverseParts`); ``L`` is not
 kept.
@@ -92,8 +93,7 @@ def _fwd(L: jax.Array, method: str) -> tuple[jax.Array, Residuals]:
 def _bwd(method: str, res: Residuals, g: jax.Array) -> tuple[jax.Array]:
     parts, C = res
     gc = jnp.conj(g)  # no-op for real dtypes
-    CS = F.matmul(C, F.hermitian_part_sum(gc))
-    Y = F.tril_matmul_h(CS, parts)  # tril(C S L⁻ᴴ)
+    Y = F.tril_sandwich_h(C, gc, parts)  # tril(C S L⁻ᴴ), S = gc + gcᴴ
     return (-jnp.conj(Y),)
 
 
