@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import chex
 import jax
+import jax.export  # a submodule: jax 0.4.x has no jax.export before it is imported
 import jax.numpy as jnp
 import numpy as np
 import pytest
