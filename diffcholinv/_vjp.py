@@ -12,9 +12,9 @@ and ``C L = L⁻ᴴ L⁻¹ L = L⁻ᴴ``, so ``L̄ = -tril(C S L⁻ᴴ)``. Only 
 triangle of ``L`` is an input, so the gradient is zero above the diagonal.
 The forward pass keeps ``X = L⁻¹``, which its products-only recursion
 carries anyway, so the backward pass is products and no solve: the
-lower triangle of ``(C S) Xᴴ`` from the blocks of ``C S`` that it reads,
-skipping the blocks of ``Xᴴ`` that are zero and the upper blocks of both
-products (``5n³/2`` flops where ``C S`` alone costs ``2n³``;
+lower triangle of ``(C S) Xᴴ``, block by block, from the blocks of ``C S``
+that it reads, skipping the blocks of ``Xᴴ`` that are zero and everything
+above the diagonal (``≈ 2.2n³`` flops where ``C S`` alone costs ``2n³``;
 :func:`~diffcholinv._forward.tril_sandwich_h`). A right triangular solve
 ``Y Lᴴ = C S`` has fewer flops but runs at about a quarter of the
 product's rate on XLA:CPU. Residuals: ``C`` and ``X`` as the three blocks

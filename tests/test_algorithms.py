@@ -132,7 +132,11 @@ def test_cholinv_with_inverse_matches_numpy(rng, n, dtype):
     ("n", "N"), [(1, 1), (5, 5), (16, 16), (17, 17), (40, 40), (97, 97), (90, 96)]
 )
 @pytest.mark.parametrize("dtype", ["float64", "complex128"])
-def test_tril_sandwich_h_matches_full_product(rng, n, N, dtype):
+@pytest.mark.parametrize("pieces", [1, 2, 3])
+def test_tril_sandwich_h_matches_full_product(rng, monkeypatch, n, N, dtype, pieces):
+    # Each half of the split in 1, 2 or 3 column blocks (forced at every size).
+    monkeypatch.setattr(F, "SANDWICH_PIECES", pieces)
+    monkeypatch.setattr(F, "SANDWICH_MIN", 1)
     h = N // 2
 
     def draw(shape, lower=False):

@@ -71,6 +71,19 @@ def test_grad_through_cholesky_equals_grad_of_inv(rng):
     np.testing.assert_allclose(jax.grad(via_op)(A), jax.grad(via_inv)(A), rtol=1e-9, atol=1e-12)
 
 
+@pytest.mark.parametrize("n", [600, 1024])
+def test_gradient_of_large_factors_matches_autodiff_of_inv(rng, n):
+    # Sizes whose backward pass splits each half into column blocks (600 is
+    # padded to 640), against autodiff through jnp.linalg.inv.
+    L = jnp.asarray(spd_factor(rng, (), n))
+    W = jnp.asarray(rng.standard_normal((n, n)))
+    ours = jax.jit(jax.grad(lambda x: jnp.sum(W * cholesky_inv(x))))(L)
+    ref = jax.jit(jax.grad(lambda x: jnp.sum(W * jnp.linalg.inv(x @ x.T))))(L)
+    ref = np.tril(np.asarray(ref))  # ours is zero on the unread upper triangle
+    assert not np.any(np.triu(np.asarray(ours), 1))
+    np.testing.assert_allclose(ours, ref, rtol=0, atol=1e-9 * np.max(np.abs(ref)))
+
+
 @pytest.mark.parametrize("upper", [False, True])
 def test_hessian_matches_reference(rng, upper):
     n = 4
