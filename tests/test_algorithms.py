@@ -11,6 +11,10 @@ from conftest import RTOL, assert_close_rel, reference_inv, spd_factor
 from diffcholinv import _forward as F
 
 # Around the leaf sizes and their multiples, odd n, and n that need padding.
+# solve=True stops at blocks of 64: with blocks of 128 (n = 256 or 257, float32
+# or float64) XLA:CPU's runtime (jax 0.10.2) deadlocks in about one execution
+# in four, every worker idle and the caller waiting; the op never runs
+# solve=True (see _forward._blocked).
 CASES = [
     (1, 4, True, "float64"),
     (7, 4, False, "float64"),
@@ -22,7 +26,7 @@ CASES = [
     (65, 16, True, "float64"),
     (127, 64, True, "float64"),
     (129, 64, False, "float32"),
-    (257, 128, True, "float32"),
+    (257, 128, False, "float32"),
 ]
 
 
