@@ -172,11 +172,15 @@ def cholinv_reference(L: jax.Array) -> jax.Array:
 
 
 # Blocks with every side at most this are multiplied by a fused broadcast-sum
-# (see ``block_matmul``); larger ones by XLA's dot. 4 (with leaves of 4) was
-# up to 1.4x faster on batches of 16 x 16 factors, but its float64 error at
-# kappa(A) = 1e12 reached 3x LAPACK potri's with jax 0.4.34
-# (tests/test_numerics.py); 8 stays within 2x on every jax tested.
-SMALL_MATMUL = 8
+# (see ``block_matmul``); larger ones by XLA's dot. 8 x 8 blocks go to the dot:
+# fused, their products were fused with the leaf kernel that makes their
+# operands, which XLA then recomputes in every consumer (float32, 2000 x 64 x 64:
+# 43 ms fused, 37 ms as dots; 15625 x 16 x 16: 25 and 16.5 ms). Smaller ones
+# (leaves of 5 to 7 for padded n) stay fused: as dots, 20000 x 12 x 12 took
+# 31 ms instead of 14. 4 with leaves of 4 was faster on batches of 16 x 16,
+# but its float64 error at kappa(A) = 1e12 reached 3x LAPACK potri's with jax
+# 0.4.34 (tests/test_numerics.py); leaves of 8 stay within 2x on every jax tested.
+SMALL_MATMUL = 7
 # Factors up to this size take the unrolled path; leaves of the blocked
 # algorithm up to this size use the unrolled kernel, larger leaves LAPACK trsm.
 UNROLL_MAX = 8
@@ -389,6 +393,9 @@ def _blocked(
       L: lower-triangular factors ``[..., n, n]``, upper triangle zero.
       leaf: largest leaf size; a static Python int ``≥ 1``.
       solve: ``W`` by triangular solves (``True``) or by products (``False``).
+        ``True`` is the flop-lean variant kept for comparison; the op never
+        uses it. With blocks of 128 (n = 256, 257) XLA:CPU (jax 0.10.2)
+        deadlocks on it intermittently: every worker idle, the caller waiting.
       inverse: also return ``L⁻¹`` as :data:`InverseParts` (products only:
         needs ``solve=False``); it costs nothing extra.
 
