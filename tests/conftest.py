@@ -9,7 +9,8 @@ from pathlib import Path
 
 # One OpenBLAS thread (SciPy's, which jaxlib's LAPACK kernels may share):
 # a rare stall of the XLA:CPU runtime was seen with every thread idle and
-# OpenBLAS's thread server among them. Set before NumPy/SciPy load it.
+# OpenBLAS's thread server among them (since traced to a program that
+# tests/test_algorithms.py no longer runs). Set before NumPy/SciPy load it.
 os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 # The tests run in several worker processes (pytest-xdist); on a GPU each
 # would otherwise reserve most of its memory at start-up.
