@@ -1,9 +1,8 @@
 """Time diffcholinv against its peers; print a table of times and ratios.
 
 Run ``python -m benchmarks`` (or ``python benchmarks/run.py``) from the
-repository root; ``--quick`` runs tiny sizes only (a smoke test). Peers, all
-measured in the same run, each the minimum over ``--repeats`` calls after a
-warm-up (and compilation):
+repository root; ``--quick`` runs tiny sizes only (a smoke test, under a
+minute). Peers, all measured in the same run:
 
 - ``cho_solve``: ``jax.scipy.linalg.cho_solve((L, True), I)`` under ``jit``;
 - ``inv``: ``jnp.linalg.inv(L Lᵀ)`` under ``jit``;
@@ -11,40 +10,86 @@ warm-up (and compilation):
 - ``torch``: ``torch.cholesky_inverse`` (if torch is installed);
 - ``mlx``: ``mx.linalg.cholesky_inv`` on the CPU stream (if mlx is installed).
 
-Cases: ``forward`` (one ``n × n`` factor), ``grad`` (value and gradient of
-``sum(G * inv)``, float64), ``batched`` (float32 batches of small factors),
-``compile`` (lowering plus compilation of the forward pass) and ``memory``
-(compiled temp memory of the gradient, from ``memory_analysis()``). Ratios are
-``peer time / diffcholinv time``: above 1 means diffcholinv is faster. The
-``gemm`` row is an ``n × n`` matrix product; its flop rate gives the
-``2n³/3 / peak`` line of the plot (potri's flop count at the machine's GEMM
-speed).
+Cases (``--cases``):
 
-Output: the table on stdout, ``results.json`` and ``benchmark.png`` in
-``--out`` (default ``benchmarks/out``).
+- ``forward``: one ``n × n`` factor (``--sizes``, ``--dtypes``), every peer;
+  the ``gemm`` row is an ``n × n`` matrix product at the largest size, whose
+  flop rate gives the ``2n³/3 / peak`` line of the plot (potri's flop count at
+  the machine's GEMM speed);
+- ``grad``: value and gradient of ``sum(G * C)`` (``G`` an argument), float64,
+  ``--grad-sizes``; diffcholinv, autodiff through ``cho_solve``, torch;
+- ``batched``: float32 batches of small factors;
+- ``compile``: lowering plus XLA compilation of a fresh function (a new lambda
+  each time, so no cache is hit) at ``--compile-sizes`` and ``--dtypes``
+  (``--quick``: the first dtype only), for the forward pass and for
+  ``value_and_grad`` of ``sum(sin(C))``, diffcholinv and ``cho_solve``;
+  ``--compile-repeats`` compilations each, the two implementations
+  interleaved, after one untimed compilation of each program;
+- ``first_call``: what a new user waits for: ``jax.jit(f)(L)`` called once, to
+  its result, in a fresh Python process (after its imports and building
+  ``L``), float64, forward and ``value_and_grad`` at ``--first-call-sizes``;
+  ``--first-call-repeats`` processes each, interleaved;
+- ``memory``: compiled temp memory of ``jax.jit(jax.value_and_grad(loss))``
+  (``memory_analysis().temp_size_in_bytes``), float64, ``--grad-sizes``, for
+  three losses of ``C``: ``sum(G * C)`` and the GP-style ``y C y + tr(C)``
+  (``G`` and ``y`` arguments, not constants) and ``sum(sin(C))``; in MiB and
+  in ``n²`` elements (bytes / ``n² × itemsize``).
+
+Every timed figure is summarised as ``min (median, max)`` over its samples,
+in seconds per call: for forward, grad, batched and gemm, ``--repeats``
+samples (default 9; 5 with ``--quick``) after a warm-up call, and a call
+faster than 1 ms is repeated in a loop of about ``MIN_SAMPLE_SECONDS`` per
+sample (timer resolution and dispatch jitter would otherwise dominate); for
+compile and first_call, one compilation or process per sample. ``--help``
+lists every option with its defaults. Ratios are computed
+from the minimum: ``k×`` in the forward, grad and batched rows is *peer time /
+diffcholinv time* (above 1: diffcholinv is faster); ``ours k× of it`` in the
+compile, first_call and memory rows is *diffcholinv / cho_solve* (below 1:
+diffcholinv is cheaper).
+
+Output: the table on stdout, ``results.json`` (every row with all its
+samples) and ``benchmark.png`` (forward time against n, the band from min to
+max) in ``--out`` (default ``benchmarks/out``).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import platform
+import statistics
+import subprocess
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from datetime import datetime, timezone
+from pathlib import Path
 from typing import Any
 
-import jax
-import jax.numpy as jnp
-import numpy as np
-import scipy.linalg
-import scipy.linalg.lapack as lapack
-from tqdm import tqdm
+ROOT = Path(__file__).resolve().parents[1]
+if not __package__:  # python benchmarks/run.py: import this checkout's packages
+    sys.path.insert(0, str(ROOT))
+
+import jax  # noqa: E402
+import jax.numpy as jnp  # noqa: E402
+import numpy as np  # noqa: E402
+import scipy  # noqa: E402
+import scipy.linalg.lapack as lapack  # noqa: E402
+from tqdm import tqdm  # noqa: E402
 
 jax.config.update("jax_enable_x64", True)
+# The compile case measures compilation: no persistent cache may answer it.
+jax.config.update("jax_enable_compilation_cache", False)
 
+from benchmarks.programs import (  # noqa: E402
+    INVERSES,
+    PROGRAMS,
+    cho_solve_inv,
+    factor,
+    program,
+)
 from diffcholinv import cholesky_inv  # noqa: E402
 
 try:
@@ -56,42 +101,104 @@ try:
 except ImportError:  # optional peer
     mx = None
 
+CASES = ["forward", "grad", "batched", "compile", "first_call", "memory"]
+# A call faster than LOOP_BELOW_SECONDS is timed in loops of about
+# MIN_SAMPLE_SECONDS: single calls of tens of microseconds measure mostly
+# dispatch jitter and the state of XLA's thread pool.
+LOOP_BELOW_SECONDS = 1e-3
+MIN_SAMPLE_SECONDS = 5e-3
+RATIOS = (
+    "from the minimum; forward, grad, batched: peer / diffcholinv (above 1: diffcholinv"
+    " faster); compile, first_call, memory: diffcholinv / cho_solve (below 1: diffcholinv"
+    " cheaper)"
+)
+# The losses of the memory case: loss(C, *data), and the shapes of data for n.
+MEMORY_LOSSES: dict[
+    str, tuple[Callable[..., jax.Array], Callable[[int], list[tuple[int, ...]]]]
+] = {
+    "sum(G*C)": (lambda C, G: jnp.sum(G * C), lambda n: [(n, n)]),
+    "y@C@y+trace(C)": (lambda C, y: y @ C @ y + jnp.trace(C), lambda n: [(n,)]),
+    "sum(sin(C))": (lambda C: jnp.sum(jnp.sin(C)), lambda n: []),
+}
+# The defaults of the size and repeat options: (full run, --quick).
+DEFAULTS: dict[str, tuple[Any, Any]] = {
+    "sizes": ([128, 256, 512, 1024, 2048], [16, 40]),
+    "grad_sizes": ([1024, 2048], [16]),
+    "compile_sizes": ([8, 16, 64, 257, 1000, 2048, 4096], [8, 64]),
+    "first_call_sizes": ([64, 1000], [64]),
+    "repeats": (9, 5),
+    "compile_repeats": (3, 3),
+    "first_call_repeats": (3, 2),
+}
+PROGRAM_LABEL = {"forward": "forward", "value_and_grad": "value+grad"}
+# A fresh process times the first call of one program (the first_call case).
+FIRST_CALL_SCRIPT = """
+import json, time
+import jax
+import jax.numpy as jnp
+jax.config.update("jax_enable_x64", True)
+jax.config.update("jax_enable_compilation_cache", False)
+from benchmarks.programs import factor, program
+L = jax.block_until_ready(jnp.asarray(factor({n}, (), "float64")))
+f = jax.jit(program({impl!r}, {kind!r}))
+t0 = time.perf_counter()
+jax.block_until_ready(f(L))
+print(json.dumps(time.perf_counter() - t0))
+"""
 
-def best_time(fn: Callable[[], Any], repeats: int) -> float:
-    """Minimum wall time of ``fn()`` over ``repeats`` calls, after one warm-up."""
-    jax.block_until_ready(fn())
-    times = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
+
+def summary(samples: list[float], calls_per_sample: int = 1) -> dict[str, Any]:
+    """Min, median and max of ``samples`` (seconds per call), and the samples."""
+    return {
+        "min": min(samples),
+        "median": statistics.median(samples),
+        "max": max(samples),
+        "calls_per_sample": calls_per_sample,
+        "samples": samples,
+    }
+
+
+def seconds_per_call(fn: Callable[[], Any], calls: int) -> float:
+    t0 = time.perf_counter()
+    for _ in range(calls):
         jax.block_until_ready(fn())
-        times.append(time.perf_counter() - t0)
-    return min(times)
+    return (time.perf_counter() - t0) / calls
 
 
-def factor(n: int, batch: tuple[int, ...], dtype: str, seed: int = 0) -> np.ndarray:
-    """Lower Cholesky factor of a random well-conditioned SPD matrix."""
-    rng = np.random.default_rng(seed)
-    X = rng.standard_normal((*batch, n, n))
-    A = X @ np.swapaxes(X, -1, -2) / n + np.eye(n)
-    return np.linalg.cholesky(A).astype(dtype)
+def time_calls(fn: Callable[[], Any], repeats: int) -> dict[str, Any]:
+    """``repeats`` samples of the time of ``fn()``, after a warm-up call (and compilation).
+
+    A call faster than ``LOOP_BELOW_SECONDS`` is timed in a loop of as many
+    calls as fill ``MIN_SAMPLE_SECONDS``, each sample the loop's time divided by
+    its calls.
+    """
+    jax.block_until_ready(fn())
+    once = min(seconds_per_call(fn, 1) for _ in range(3))
+    calls = 1
+    if once < LOOP_BELOW_SECONDS:
+        calls = min(1000, math.ceil(MIN_SAMPLE_SECONDS / max(once, 1e-7)))
+        seconds_per_call(fn, calls)  # the first loops of a fast call run slower
+    return summary([seconds_per_call(fn, calls) for _ in range(repeats)], calls)
 
 
-def eye_like(L: jax.Array) -> jax.Array:
-    return jnp.zeros_like(L) + jnp.eye(L.shape[-1], dtype=L.dtype)
+def interleaved(names: list[str], repeats: int) -> Iterator[str]:
+    """Each name ``repeats`` times, in turn, the order reversed every other round.
 
-
-def cho_solve_inv(L: jax.Array) -> jax.Array:
-    return jax.scipy.linalg.cho_solve((L, True), eye_like(L))
-
-
-def inv_of_product(L: jax.Array) -> jax.Array:
-    return jnp.linalg.inv(L @ jnp.swapaxes(L, -1, -2))
+    Compilation and fresh processes are slow and noisy: a slow stretch of the
+    machine then hits every implementation, and none always goes first.
+    """
+    for r in range(repeats):
+        yield from (names if r % 2 == 0 else names[::-1])
 
 
 def potri_mirrored(L: np.ndarray) -> np.ndarray:
     potri = lapack.dpotri if L.dtype == np.float64 else lapack.spotri
     C, _info = potri(L, lower=1)
     return np.tril(C) + np.tril(C, -1).T
+
+
+def inv_of_product(L: jax.Array) -> jax.Array:
+    return jnp.linalg.inv(L @ jnp.swapaxes(L, -1, -2))
 
 
 def forward_peers(L: np.ndarray) -> dict[str, Callable[[], Any]]:
@@ -142,61 +249,148 @@ def grad_peers(L: np.ndarray) -> dict[str, Callable[[], Any]]:
     return peers
 
 
-def grad_temp_bytes(n: int, dtype: str) -> dict[str, int]:
-    """Compiled temp memory of the gradient, diffcholinv and autodiff through cho_solve."""
+def timed_row(
+    case: str, n: int, batch: int, dtype: str, peers: dict[str, Callable[[], Any]], repeats: int
+) -> dict[str, Any]:
+    seconds = {k: time_calls(f, repeats) for k, f in peers.items()}
+    ours = seconds["diffcholinv"]["min"]
+    ratio = {k: s["min"] / ours for k, s in seconds.items() if k != "diffcholinv"}
+    return {
+        "case": case,
+        "n": n,
+        "batch": batch,
+        "dtype": dtype,
+        "seconds": seconds,
+        "ratio": ratio,
+    }
+
+
+def cold_row(
+    case: str, n: int, dtype: str, kind: str, samples: dict[str, list[float]]
+) -> dict[str, Any]:
+    """A compile or first_call row: both implementations' samples and ours / cho_solve."""
+    seconds = {k: summary(s) for k, s in samples.items()}
+    ratio = seconds["diffcholinv"]["min"] / seconds["cho_solve"]["min"]
+    return {
+        "case": case,
+        "n": n,
+        "dtype": dtype,
+        "program": kind,
+        "seconds": seconds,
+        "ratio": ratio,
+    }
+
+
+def compile_samples(n: int, dtype: str, kind: str, repeats: int) -> dict[str, list[float]]:
+    """Seconds to lower and compile a fresh ``jit`` of each implementation's program."""
     spec = jax.ShapeDtypeStruct((n, n), jnp.dtype(dtype))
+    samples: dict[str, list[float]] = {k: [] for k in INVERSES}
+    for impl in interleaved(list(INVERSES), repeats):
+        t0 = time.perf_counter()
+        jax.jit(program(impl, kind)).lower(spec).compile()
+        samples[impl].append(time.perf_counter() - t0)
+    return samples
+
+
+def warm_up_compiler(dtypes: list[str]) -> None:
+    """One untimed compilation of every program, so that one-off set-up is not timed."""
+    for dt in dtypes:
+        spec = jax.ShapeDtypeStruct((8, 8), jnp.dtype(dt))
+        for impl in INVERSES:
+            for kind in PROGRAMS:
+                jax.jit(program(impl, kind)).lower(spec).compile()
+
+
+def first_call_samples(n: int, kind: str, repeats: int) -> dict[str, list[float]]:
+    """Seconds of the first call of ``jax.jit(program)(L)``, each in a fresh process."""
+    samples: dict[str, list[float]] = {k: [] for k in INVERSES}
+    for impl in interleaved(list(INVERSES), repeats):
+        code = FIRST_CALL_SCRIPT.format(n=n, impl=impl, kind=kind)
+        out = subprocess.run(
+            [sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=600
+        )
+        if out.returncode != 0:
+            raise RuntimeError(f"first_call {impl} {kind} n={n} failed:\n{out.stderr}")
+        samples[impl].append(float(out.stdout.split()[-1]))
+    return samples
+
+
+def grad_temp_bytes(n: int, dtype: str, loss_name: str) -> dict[str, int]:
+    """Compiled temp memory of ``value_and_grad`` of a loss of ``C``, per implementation."""
+    loss, data_shapes = MEMORY_LOSSES[loss_name]
+    specs = [jax.ShapeDtypeStruct(s, jnp.dtype(dtype)) for s in [(n, n), *data_shapes(n)]]
 
     def temp(f: Callable[[jax.Array], jax.Array]) -> int:
-        g = jax.jit(jax.grad(lambda L: jnp.sum(jnp.sin(f(L)))))
-        return int(g.lower(spec).compile().memory_analysis().temp_size_in_bytes)
+        g = jax.jit(jax.value_and_grad(lambda L, *data: loss(f(L), *data)))
+        return int(g.lower(*specs).compile().memory_analysis().temp_size_in_bytes)
 
-    return {"diffcholinv": temp(cholesky_inv), "cho_solve": temp(cho_solve_inv)}
-
-
-def compile_seconds(n: int, dtype: str) -> float:
-    """Lowering plus compilation of the forward pass (a fresh function each time)."""
-    spec = jax.ShapeDtypeStruct((n, n), jnp.dtype(dtype))
-    t0 = time.perf_counter()
-    jax.jit(lambda L: cholesky_inv(L)).lower(spec).compile()
-    return time.perf_counter() - t0
+    return {k: temp(f) for k, f in INVERSES.items()}
 
 
-def gemm_flops(n: int, dtype: str, repeats: int) -> float:
-    """Flop rate of an ``n × n`` matrix product under jit (the machine's GEMM peak)."""
+def memory_row(n: int, dtype: str, loss_name: str) -> dict[str, Any]:
+    temp = grad_temp_bytes(n, dtype, loss_name)
+    n2 = {k: b / (n * n * jnp.dtype(dtype).itemsize) for k, b in temp.items()}
+    ratio = temp["diffcholinv"] / temp["cho_solve"]
+    return {
+        "case": "memory",
+        "n": n,
+        "dtype": dtype,
+        "loss": loss_name,
+        "temp_bytes": temp,
+        "temp_n2": n2,
+        "ratio": ratio,
+    }
+
+
+def gemm_row(n: int, dtype: str, repeats: int) -> dict[str, Any]:
+    """An ``n × n`` matrix product under jit; its flop rate is the machine's GEMM peak."""
     rng = np.random.default_rng(2)
     a = jnp.asarray(rng.standard_normal((n, n)).astype(dtype))
     mm = jax.jit(jnp.matmul)
-    return 2 * n**3 / best_time(lambda: mm(a, a), repeats)
+    seconds = time_calls(lambda: mm(a, a), repeats)
+    return {
+        "case": "gemm",
+        "n": n,
+        "dtype": dtype,
+        "seconds": seconds,
+        "flops": 2 * n**3 / seconds["min"],
+    }
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="python -m benchmarks", description=__doc__.splitlines()[0])
     p.add_argument("--quick", action="store_true", help="tiny sizes only (a smoke test)")
-    p.add_argument("--sizes", type=int, nargs="+", help="n for forward/grad")
-    p.add_argument("--grad-sizes", type=int, nargs="+", help="n for the gradient")
-    p.add_argument("--dtypes", nargs="+", default=["float32", "float64"])
-    p.add_argument("--repeats", type=int, default=5)
-    p.add_argument("--compile-n", type=int, help="n for the compile-time figure")
+    helps = {
+        "sizes": "n for forward",
+        "grad_sizes": "n for grad and memory",
+        "compile_sizes": "n for compile",
+        "first_call_sizes": "n for first_call",
+        "repeats": "samples per forward, grad, batched and gemm figure",
+        "compile_repeats": "compilations per compile figure",
+        "first_call_repeats": "fresh processes per first_call figure",
+    }
+    for name, (full, quick) in DEFAULTS.items():
+        p.add_argument(
+            "--" + name.replace("_", "-"),
+            type=int,
+            nargs="+" if isinstance(full, list) else None,
+            help=f"{helps[name]} (default {full}; --quick: {quick})",
+        )
     p.add_argument(
-        "--cases",
+        "--dtypes",
         nargs="+",
-        default=["forward", "grad", "batched", "compile", "memory"],
-        choices=["forward", "grad", "batched", "compile", "memory"],
+        default=["float32", "float64"],
+        help="dtypes of forward and compile (--quick compiles the first only)",
     )
+    p.add_argument("--cases", nargs="+", default=CASES, choices=CASES)
     p.add_argument("--no-torch", action="store_true", help="leave torch out")
     p.add_argument("--out", default=os.path.join("benchmarks", "out"))
     args = p.parse_args(argv)
-    if args.quick:
-        args.sizes = args.sizes or [16, 40]
-        args.grad_sizes = args.grad_sizes or [16]
-        args.batched = [(64, 4), (16, 16)]
-        args.compile_n = args.compile_n or 64
-        args.repeats = min(args.repeats, 2)
-    else:
-        args.sizes = args.sizes or [128, 256, 512, 1024, 2048]
-        args.grad_sizes = args.grad_sizes or [1024, 2048]
-        args.batched = [(100000, 4), (20000, 16), (2000, 64)]
-        args.compile_n = args.compile_n or 4096
+    for name, (full, quick) in DEFAULTS.items():
+        if getattr(args, name) is None:
+            setattr(args, name, quick if args.quick else full)
+    args.compile_dtypes = args.dtypes[:1] if args.quick else args.dtypes
+    args.batched = [(64, 4), (16, 16)] if args.quick else [(100000, 4), (20000, 16), (2000, 64)]
     return args
 
 
@@ -217,32 +411,44 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     if "batched" in args.cases:
         jobs += [("batched", (b, n, "float32")) for b, n in args.batched]
     if "memory" in args.cases:
-        jobs += [("memory", (n, "float64")) for n in args.grad_sizes]
+        jobs += [
+            ("memory", (n, "float64", loss)) for n in args.grad_sizes for loss in MEMORY_LOSSES
+        ]
     if "compile" in args.cases:
-        jobs += [("compile", (args.compile_n, "float32"))]
+        jobs += [("warm-up", ())]
+        jobs += [
+            ("compile", (n, dt, kind))
+            for kind in PROGRAMS
+            for dt in args.compile_dtypes
+            for n in args.compile_sizes
+        ]
+    if "first_call" in args.cases:
+        jobs += [
+            ("first_call", (n, "float64", kind)) for kind in PROGRAMS for n in args.first_call_sizes
+        ]
     for case, params in tqdm(jobs, desc="benchmarks", unit="case", file=sys.stderr):
         if case in ("forward", "grad"):
             n, dt = params
-            L = factor(n, (), dt)
-            peers = (forward_peers if case == "forward" else grad_peers)(L)
-            times = {k: best_time(f, args.repeats) for k, f in peers.items()}
-            rows.append({"case": case, "n": n, "batch": 1, "dtype": dt, "seconds": times})
+            peers = (forward_peers if case == "forward" else grad_peers)(factor(n, (), dt))
+            rows.append(timed_row(case, n, 1, dt, peers, args.repeats))
         elif case == "batched":
             b, n, dt = params
-            peers = forward_peers(factor(n, (b,), dt))
-            times = {k: best_time(f, args.repeats) for k, f in peers.items()}
-            rows.append({"case": case, "n": n, "batch": b, "dtype": dt, "seconds": times})
+            rows.append(timed_row(case, n, b, dt, forward_peers(factor(n, (b,), dt)), args.repeats))
         elif case == "gemm":
-            n, dt = params
-            rows.append(
-                {"case": case, "n": n, "dtype": dt, "flops": gemm_flops(n, dt, args.repeats)}
-            )
+            rows.append(gemm_row(*params, args.repeats))
         elif case == "memory":
-            n, dt = params
-            rows.append({"case": case, "n": n, "dtype": dt, "temp_bytes": grad_temp_bytes(n, dt)})
+            rows.append(memory_row(*params))
+        elif case == "warm-up":
+            warm_up_compiler(args.compile_dtypes)
+        elif case == "compile":
+            n, dt, kind = params
+            rows.append(
+                cold_row(case, n, dt, kind, compile_samples(n, dt, kind, args.compile_repeats))
+            )
         else:
-            n, dt = params
-            rows.append({"case": case, "n": n, "dtype": dt, "seconds": compile_seconds(n, dt)})
+            n, dt, kind = params
+            samples = first_call_samples(n, kind, args.first_call_repeats)
+            rows.append(cold_row(case, n, dt, kind, samples))
     result = {
         "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "machine": {
@@ -256,6 +462,10 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             "mlx": None if mx is None else getattr(mx, "__version__", "?"),
         },
         "repeats": args.repeats,
+        "compile_repeats": args.compile_repeats,
+        "first_call_repeats": args.first_call_repeats,
+        "min_sample_seconds": MIN_SAMPLE_SECONDS,
+        "ratios": RATIOS,
         "rows": rows,
     }
     os.makedirs(args.out, exist_ok=True)
@@ -267,35 +477,54 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     return result
 
 
+def spread(s: dict[str, Any], scale: float, unit: str) -> str:
+    """``min (median, max) unit``."""
+    return f"{s['min'] * scale:.3g} ({s['median'] * scale:.3g}, {s['max'] * scale:.3g}) {unit}"
+
+
 def format_table(rows: list[dict[str, Any]]) -> str:
-    """Markdown table: times in ms, and each peer's ratio to diffcholinv."""
+    """Markdown table: times as min (median, max), and each peer's ratio, from the minimum."""
     peers = ["diffcholinv", "potri", "cho_solve", "inv", "torch", "mlx"]
-    head = "| case | shape | dtype | " + " | ".join(peers) + " |"
-    lines = [head, "|" + "---|" * (3 + len(peers))]
+    caption = (
+        "Times per call: min (median, max) over the samples. Ratios from the minimum:"
+        " `k×` = peer / diffcholinv (above 1: diffcholinv faster); `ours k× of it` ="
+        " diffcholinv / cho_solve (below 1: diffcholinv cheaper)."
+    )
+    head = (
+        "| case | shape | dtype | diffcholinv: min (median, max) | " + " | ".join(peers[1:]) + " |"
+    )
+    lines = [caption, "", head, "|" + "---|" * (3 + len(peers))]
     for r in rows:
         shape = f"{r['batch']}×{r['n']}×{r['n']}" if r.get("batch", 1) > 1 else f"{r['n']}×{r['n']}"
-        if r["case"] in ("forward", "grad", "batched"):
+        case = r["case"]
+        cells = {p: "–" for p in peers}
+        if case in ("forward", "grad", "batched"):
             t = r["seconds"]
-            ours = t["diffcholinv"]
-            cells = [f"{ours * 1e3:.3g} ms"]
+            cells["diffcholinv"] = spread(t["diffcholinv"], 1e3, "ms")
             for p in peers[1:]:
-                cells.append(f"{t[p] * 1e3:.3g} ms ({t[p] / ours:.2f}×)" if p in t else "–")
-        elif r["case"] == "memory":
-            m = r["temp_bytes"]
-            cells = [f"{m['diffcholinv'] / 2**20:.3g} MiB", "–"]
-            share = m["diffcholinv"] / m["cho_solve"]
-            cells += [f"{m['cho_solve'] / 2**20:.3g} MiB (ours {share:.2f}× of it)"]
-            cells += ["–"] * (len(peers) - 3)
-        elif r["case"] == "gemm":
-            cells = [f"{r['flops'] / 1e9:.3g} GFLOP/s (matmul)"] + ["–"] * (len(peers) - 1)
+                if p in t:
+                    cells[p] = f"{spread(t[p], 1e3, 'ms')}, {r['ratio'][p]:.2f}×"
+        elif case in ("compile", "first_call"):
+            t = r["seconds"]
+            case = f"{case.replace('_', ' ')} ({PROGRAM_LABEL[r['program']]})"
+            cells["diffcholinv"] = spread(t["diffcholinv"], 1, "s")
+            cells["cho_solve"] = f"{spread(t['cho_solve'], 1, 's')}, ours {r['ratio']:.2f}× of it"
+        elif case == "memory":
+            m, e = r["temp_bytes"], r["temp_n2"]
+            case = f"memory ({r['loss']})"
+            cells["diffcholinv"] = f"{m['diffcholinv'] / 2**20:.3g} MiB = {e['diffcholinv']:.3g} n²"
+            cells["cho_solve"] = (
+                f"{m['cho_solve'] / 2**20:.3g} MiB = {e['cho_solve']:.3g} n²,"
+                f" ours {r['ratio']:.2f}× of it"
+            )
         else:
-            cells = [f"{r['seconds']:.3g} s"] + ["–"] * (len(peers) - 1)
-        lines.append(f"| {r['case']} | {shape} | {r['dtype']} | " + " | ".join(cells) + " |")
+            cells["diffcholinv"] = f"{r['flops'] / 1e9:.3g} GFLOP/s (matmul, from the min)"
+        lines.append(f"| {case} | {shape} | {r['dtype']} | " + " | ".join(cells.values()) + " |")
     return "\n".join(lines)
 
 
 def plot(rows: list[dict[str, Any]], path: str) -> None:
-    """Log-log forward time against n per implementation, with the ``2n³/3 / peak`` line."""
+    """Log-log forward time (min, band to max) against n, with the ``2n³/3 / peak`` line."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -309,13 +538,17 @@ def plot(rows: list[dict[str, Any]], path: str) -> None:
         fw = [r for r in rows if r["case"] == "forward" and r["dtype"] == dt]
         ns = np.array([r["n"] for r in fw])
         for peer in fw[0]["seconds"]:
-            ts = [r["seconds"].get(peer, np.nan) for r in fw]
-            ax.loglog(ns, ts, "o-", label=peer)
+            low, high = (
+                [r["seconds"][peer][k] if peer in r["seconds"] else np.nan for r in fw]
+                for k in ("min", "max")
+            )
+            (line,) = ax.loglog(ns, low, "o-", label=peer)
+            ax.fill_between(ns, low, high, color=line.get_color(), alpha=0.2)
         peak = [r["flops"] for r in rows if r["case"] == "gemm" and r["dtype"] == dt]
         if peak:
             limit = 2 * ns.astype(float) ** 3 / 3 / peak[0]
             ax.loglog(ns, limit, "k--", label="2n³/3 at GEMM peak")
-        ax.set(title=f"forward, {dt}", xlabel="n", ylabel="seconds")
+        ax.set(title=f"forward, {dt} (min; band: min to max)", xlabel="n", ylabel="seconds")
         ax.grid(True, which="both", alpha=0.3)
         ax.legend(fontsize=8)
     fig.tight_layout()

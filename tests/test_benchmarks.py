@@ -8,17 +8,42 @@ import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
+TIMED = ("forward", "grad", "batched", "gemm", "compile", "first_call")
+
+
+def _sane_summary(s):
+    assert 0 < s["min"] <= s["median"] <= s["max"], s
+    assert len(s["samples"]) >= 2 and min(s["samples"]) == s["min"], s
+    assert s["calls_per_sample"] >= 1, s
 
 
 def test_benchmark_quick_run(tmp_path):
     cmd = [sys.executable, "-m", "benchmarks", "--quick", "--no-torch", "--out", str(tmp_path)]
     out = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=300, check=True)
-    assert "| forward |" in out.stdout
+    for label in ("| forward |", "| compile (forward) |", "| first call (value+grad) |"):
+        assert label in out.stdout, label
     result = json.loads((tmp_path / "results.json").read_text())
-    cases = {r["case"] for r in result["rows"]}
-    assert cases == {"forward", "gemm", "grad", "batched", "memory", "compile"}
-    for r in result["rows"]:
+    rows = result["rows"]
+    cases = {r["case"] for r in rows}
+    assert cases == {"forward", "gemm", "grad", "batched", "memory", "compile", "first_call"}
+    for r in rows:
+        if r["case"] in TIMED:
+            for s in [r["seconds"]] if r["case"] == "gemm" else r["seconds"].values():
+                _sane_summary(s)
         if r["case"] in ("forward", "grad", "batched"):
             assert {"diffcholinv", "cho_solve"} <= set(r["seconds"])
-            assert all(t > 0 for t in r["seconds"].values())
+            assert all(k in r["seconds"] and v > 0 for k, v in r["ratio"].items())
+        if r["case"] in ("compile", "first_call"):
+            assert set(r["seconds"]) == {"diffcholinv", "cho_solve"}
+            assert r["ratio"] > 0
+        if r["case"] == "memory":
+            assert set(r["temp_bytes"]) == {"diffcholinv", "cho_solve"}
+            assert all(b > 0 for b in r["temp_bytes"].values())
+            assert all(e > 0 for e in r["temp_n2"].values()) and r["ratio"] > 0
+    compiled = {(r["n"], r["program"]) for r in rows if r["case"] == "compile"}
+    assert compiled == {(n, p) for n in (8, 64) for p in ("forward", "value_and_grad")}
+    first = {(r["n"], r["program"]) for r in rows if r["case"] == "first_call"}
+    assert first == {(64, "forward"), (64, "value_and_grad")}
+    losses = {r["loss"] for r in rows if r["case"] == "memory"}
+    assert losses == {"sum(G*C)", "y@C@y+trace(C)", "sum(sin(C))"}
     assert (tmp_path / "benchmark.png").stat().st_size > 0
