@@ -40,8 +40,10 @@ in seconds per call: for forward, grad, batched and gemm, ``--repeats``
 samples (default 9; 5 with ``--quick``) after a warm-up call, and a call
 faster than 1 ms is repeated in a loop of about ``MIN_SAMPLE_SECONDS`` per
 sample (timer resolution and dispatch jitter would otherwise dominate); for
-compile and first_call, one compilation or process per sample. ``--help``
-lists every option with its defaults. Ratios are computed
+compile and first_call, one compilation or process per sample.
+``--blas-threads`` limits the threads of the BLAS under NumPy, SciPy and
+jaxlib's LAPACK kernels (``--quick``: 1; otherwise the BLAS's own number, as
+users get it). ``--help`` lists every option with its defaults. Ratios are computed
 from the minimum: ``k×`` in the forward, grad and batched rows is *peer time /
 diffcholinv time* (above 1: diffcholinv is faster); ``ours k× of it`` in the
 compile, first_call and memory rows is *diffcholinv / cho_solve* (below 1:
@@ -77,6 +79,7 @@ import jax.numpy as jnp  # noqa: E402
 import numpy as np  # noqa: E402
 import scipy  # noqa: E402
 import scipy.linalg.lapack as lapack  # noqa: E402
+from threadpoolctl import threadpool_info, threadpool_limits  # noqa: E402
 from tqdm import tqdm  # noqa: E402
 
 jax.config.update("jax_enable_x64", True)
@@ -129,6 +132,11 @@ DEFAULTS: dict[str, tuple[Any, Any]] = {
     "repeats": (9, 5),
     "compile_repeats": (3, 3),
     "first_call_repeats": (3, 2),
+    # With --quick, one BLAS thread: tiny factors gain nothing from more, and
+    # on a machine with few cores the idle BLAS threads (NumPy's and SciPy's
+    # OpenBLAS each keep a pool) compete with XLA's for the cores, which can
+    # make every microsecond-sized LAPACK call wait for the scheduler.
+    "blas_threads": (None, 1),
 }
 PROGRAM_LABEL = {"forward": "forward", "value_and_grad": "value+grad"}
 # A fresh process times the first call of one program (the first_call case).
@@ -301,13 +309,23 @@ def warm_up_compiler(dtypes: list[str]) -> None:
                 jax.jit(program(impl, kind)).lower(spec).compile()
 
 
-def first_call_samples(n: int, kind: str, repeats: int) -> dict[str, list[float]]:
+def first_call_samples(
+    n: int, kind: str, repeats: int, blas_threads: int | None
+) -> dict[str, list[float]]:
     """Seconds of the first call of ``jax.jit(program)(L)``, each in a fresh process."""
+    env = dict(os.environ)
+    if blas_threads is not None:  # OpenBLAS, as SciPy's wheels ship it
+        env["OPENBLAS_NUM_THREADS"] = str(blas_threads)
     samples: dict[str, list[float]] = {k: [] for k in INVERSES}
     for impl in interleaved(list(INVERSES), repeats):
         code = FIRST_CALL_SCRIPT.format(n=n, impl=impl, kind=kind)
         out = subprocess.run(
-            [sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=600
+            [sys.executable, "-c", code],
+            cwd=ROOT,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=600,
         )
         if out.returncode != 0:
             raise RuntimeError(f"first_call {impl} {kind} n={n} failed:\n{out.stderr}")
@@ -368,6 +386,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         "repeats": "samples per forward, grad, batched and gemm figure",
         "compile_repeats": "compilations per compile figure",
         "first_call_repeats": "fresh processes per first_call figure",
+        "blas_threads": "threads of the BLAS that NumPy, SciPy and jaxlib's LAPACK kernels"
+        " call (threadpoolctl; None: the BLAS's own number)",
     }
     for name, (full, quick) in DEFAULTS.items():
         p.add_argument(
@@ -394,6 +414,37 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     return args
 
 
+def run_jobs(
+    jobs: list[tuple[str, tuple[Any, ...]]], args: argparse.Namespace
+) -> list[dict[str, Any]]:
+    """Run the jobs in turn: one row per measured job."""
+    rows: list[dict[str, Any]] = []
+    for case, params in tqdm(jobs, desc="benchmarks", unit="case", file=sys.stderr):
+        if case in ("forward", "grad"):
+            n, dt = params
+            peers = (forward_peers if case == "forward" else grad_peers)(factor(n, (), dt))
+            rows.append(timed_row(case, n, 1, dt, peers, args.repeats))
+        elif case == "batched":
+            b, n, dt = params
+            rows.append(timed_row(case, n, b, dt, forward_peers(factor(n, (b,), dt)), args.repeats))
+        elif case == "gemm":
+            rows.append(gemm_row(*params, args.repeats))
+        elif case == "memory":
+            rows.append(memory_row(*params))
+        elif case == "warm-up":
+            warm_up_compiler(args.compile_dtypes)
+        elif case == "compile":
+            n, dt, kind = params
+            rows.append(
+                cold_row(case, n, dt, kind, compile_samples(n, dt, kind, args.compile_repeats))
+            )
+        else:
+            n, dt, kind = params
+            samples = first_call_samples(n, kind, args.first_call_repeats, args.blas_threads)
+            rows.append(cold_row(case, n, dt, kind, samples))
+    return rows
+
+
 def main(argv: list[str] | None = None) -> dict[str, Any]:
     args = parse_args(argv)
     global torch
@@ -401,7 +452,6 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         torch = None
     if torch is not None:
         torch.set_num_threads(os.cpu_count() or 1)
-    rows: list[dict[str, Any]] = []
     jobs: list[tuple[str, tuple[Any, ...]]] = []
     if "forward" in args.cases:
         jobs += [("forward", (n, dt)) for dt in args.dtypes for n in args.sizes]
@@ -426,29 +476,13 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         jobs += [
             ("first_call", (n, "float64", kind)) for kind in PROGRAMS for n in args.first_call_sizes
         ]
-    for case, params in tqdm(jobs, desc="benchmarks", unit="case", file=sys.stderr):
-        if case in ("forward", "grad"):
-            n, dt = params
-            peers = (forward_peers if case == "forward" else grad_peers)(factor(n, (), dt))
-            rows.append(timed_row(case, n, 1, dt, peers, args.repeats))
-        elif case == "batched":
-            b, n, dt = params
-            rows.append(timed_row(case, n, b, dt, forward_peers(factor(n, (b,), dt)), args.repeats))
-        elif case == "gemm":
-            rows.append(gemm_row(*params, args.repeats))
-        elif case == "memory":
-            rows.append(memory_row(*params))
-        elif case == "warm-up":
-            warm_up_compiler(args.compile_dtypes)
-        elif case == "compile":
-            n, dt, kind = params
-            rows.append(
-                cold_row(case, n, dt, kind, compile_samples(n, dt, kind, args.compile_repeats))
-            )
-        else:
-            n, dt, kind = params
-            samples = first_call_samples(n, kind, args.first_call_repeats)
-            rows.append(cold_row(case, n, dt, kind, samples))
+    with threadpool_limits(limits=args.blas_threads, user_api="blas"):
+        blas = [
+            {k: lib[k] for k in ("internal_api", "version", "num_threads")}
+            for lib in threadpool_info()
+            if lib["user_api"] == "blas"
+        ]
+        rows = run_jobs(jobs, args)
     result = {
         "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "machine": {
@@ -460,10 +494,12 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             "scipy": scipy.__version__,
             "torch": None if torch is None else torch.__version__,
             "mlx": None if mx is None else getattr(mx, "__version__", "?"),
+            "blas": blas,
         },
         "repeats": args.repeats,
         "compile_repeats": args.compile_repeats,
         "first_call_repeats": args.first_call_repeats,
+        "blas_threads": args.blas_threads,
         "min_sample_seconds": MIN_SAMPLE_SECONDS,
         "ratios": RATIOS,
         "rows": rows,
