@@ -6,13 +6,10 @@ from functools import partial
 
 import jax
 import jax.numpy as jnp
-import numpy as np
-from jax import lax
 from jax.experimental import checkify
 from jax.typing import ArrayLike
 
-from . import _distributed as D
-from . import _forward as F
+from . import _matrix, _rowsharded, _vjp
 from ._validate import (
     as_factor,
     check_device,
@@ -23,7 +20,6 @@ from ._validate import (
     compute_dtype,
     target_platform,
 )
-from ._vjp import cholinv_lower
 
 # ``lax.platform_dependent`` lowers only the branch of the target platform and
 # works under ``shard_map`` (checked for jax 0.10; not so in 0.4.34). Older jax
@@ -158,13 +154,12 @@ def cholesky_inv(
         # (Metal would then meet the other branch's triangular solves) and has
         # no shard_map rule for it; there this is the only choice.
         method = "products" if platform == "metal" else "solve"
-    plan = D.matrix_plan(arr, device)  # one matrix across devices, or None
+    plan = _rowsharded.matrix_plan(arr, device)  # one matrix across devices, or None
     if device is not None:
         arr = jax.device_put(arr, device)
     if check and arr.size:
         _check_factor(arr, upper=upper)
-    op = partial(_cholesky_inv, upper=upper, method=method, plan=plan)
-    out: jax.Array = D.run(op, arr, plan)
+    out: jax.Array = _cholesky_inv(arr, upper=upper, method=method, plan=plan)
     return out
 
 
@@ -174,9 +169,9 @@ def _check_factor(L: jax.Array, *, upper: bool) -> None:
     Names the first offending entry. Runs outside the op's ``jit`` so that an
     eager call fails at once; under ``jit`` the caller must ``checkify``.
     """
-    lower = F.lower_mask(L)
-    read = F.mT(lower) if upper else lower
-    diag = lower & F.mT(lower)
+    lower = _matrix.lower_mask(L.shape[-1])
+    read = _matrix.mT(lower) if upper else lower
+    diag = lower & _matrix.mT(lower)
     bad = (read & ~jnp.isfinite(L)) | (diag & (L == 0))
     flat = jnp.argmax(bad.reshape(-1))
     where = ", ".join("{}" for _ in L.shape)
@@ -192,47 +187,16 @@ def _check_factor(L: jax.Array, *, upper: bool) -> None:
     )
 
 
-def _pow2(k: jax.Array, dtype: np.dtype) -> jax.Array:
-    """``2**k`` in the real floating ``dtype``, exact, for normal-range integer ``k``.
-
-    Built from the exponent bits, so no rounding on any backend.
-    """
-    info = jnp.finfo(dtype)
-    itype = jnp.int64 if info.bits == 64 else jnp.int32
-    bits = (k.astype(itype) + (info.maxexp - 1)) << info.nmant
-    return lax.bitcast_convert_type(bits, dtype)
-
-
-def _scale(x: jax.Array, s: jax.Array) -> jax.Array:
-    """``x * s`` for a real ``s``; complex ``x`` scaled part by part (no ``inf * 0``)."""
-    if jnp.iscomplexobj(x):
-        return lax.complex(jnp.real(x) * s, jnp.imag(x) * s)
-    return x * s
-
-
 @partial(jax.jit, static_argnames=("upper", "method", "plan"))
-def _cholesky_inv(L: jax.Array, *, upper: bool, method: str, plan: D.Plan | None) -> jax.Array:
+def _cholesky_inv(
+    L: jax.Array, *, upper: bool, method: str, plan: _rowsharded.Plan | None
+) -> jax.Array:
     dtype = L.dtype
     if L.size == 0:
         return jnp.zeros_like(L)
     if upper:  # A = Uᴴ U = L Lᴴ with L = Uᴴ: reduce to the lower case.
-        L = F.mH(L)
-    Lw = F.tril(L.astype(compute_dtype(dtype)))
-    # Rescale by a power of two per matrix, L = 2ᵉ L', so that L' has its
-    # largest diagonal entry in [1/2, 1): then A⁻¹ = 2⁻ᵉ (L' L'ᴴ)⁻¹ 2⁻ᵉ, exact in
-    # floating point (only exponents change), and factors near the overflow or
-    # underflow limits give the right answer, or ±inf / 0 exactly where A⁻¹
-    # itself overflows or underflows, instead of inf - inf = nan inside the
-    # products. e = 0 where the diagonal is zero or not finite.
-    rdt = jnp.finfo(Lw.dtype).dtype
-    lim = jnp.finfo(rdt).maxexp - 2  # 2**±lim are normal numbers
-    d = jnp.max(jnp.abs(jnp.diagonal(lax.stop_gradient(Lw), axis1=-2, axis2=-1)), axis=-1)
-    e = jnp.where(jnp.isfinite(d), jnp.frexp(d)[1], 0)
-    e = jnp.clip(e, -lim, lim)[..., None, None]
-    Ls = _scale(Lw, _pow2(-e, rdt))
-    if plan is None:
-        C = cholinv_lower(Ls, method)
-    else:  # L sharded along its matrix axes: the blocked row-sharded algorithm
-        C = D.cholinv_lower_rows(Ls, plan, D.tri_inv_for(method))
-    inv = _pow2(-e, rdt)
-    return _scale(_scale(C, inv), inv).astype(dtype)
+        L = _matrix.mH(L)
+    L = L.astype(compute_dtype(dtype))
+    # One matrix sharded along its matrix axes takes the row-sharded algorithm.
+    C = _vjp.cholinv_lower(L, method) if plan is None else _rowsharded.cholesky_inv(L, plan, method)
+    return C.astype(dtype)

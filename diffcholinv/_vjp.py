@@ -1,36 +1,19 @@
-"""The differentiable core: a ``jax.custom_vjp`` on the lower case only.
+"""The differentiable core: a ``jax.custom_vjp`` on the lower case, and its backward rule.
 
-Gradient (Murray 2016; see docs/math.md). With ``C = (L Lᴴ)⁻¹`` and
-``dA = dL Lᴴ + L dLᴴ``::
+The rule (Murray 2016; the canonical derivation is docs/math.md, "Gradient").
+With ``C = (L Lᴴ)⁻¹``, incoming cotangent ``Ḡ`` and ``S = Ḡ + Ḡᴴ``::
 
-    dC = -C dA C
-    <Ḡ, dC> = -tr(Ḡᵀ C dL Lᴴ C) - tr(Ḡᵀ C L dLᴴ C)
-            = <-(C Ḡ C L) - (C Ḡᵀ C L), dL>
-            = <-C S C L, dL>,           S = Ḡ + Ḡᵀ
+    L̄ = -tril(C S L⁻ᴴ)                      (real dtypes)
+    L̄ = -conj(tril(C S L⁻ᴴ)),  S = conj(Ḡ + Ḡᴴ)   (complex, JAX's convention)
 
-and ``C L = L⁻ᴴ L⁻¹ L = L⁻ᴴ``, so ``L̄ = -tril(C S L⁻ᴴ)``. Only the lower
-triangle of ``L`` is an input, so the gradient is zero above the diagonal.
-The forward pass keeps ``X = L⁻¹``, which its products-only recursion
-carries anyway, so the backward pass is products and no solve: the
-lower triangle of ``(C S) Xᴴ``, block by block, from the blocks of ``C S``
-that it reads, skipping the blocks of ``Xᴴ`` that are zero and everything
-above the diagonal (``≈ 2.2n³`` flops where ``C S`` alone costs ``2n³``;
-:func:`~diffcholinv._forward.tril_sandwich_h`). A right triangular solve
-``Y Lᴴ = C S`` has fewer flops but runs at about a quarter of the
-product's rate on XLA:CPU. Residuals: ``C`` and ``X`` as the three blocks
-of its top split (:data:`~diffcholinv._forward.InverseParts`); ``L`` is not
-kept.
-
-Complex ``L`` (``A = L Lᴴ`` Hermitian). JAX pairs a cotangent with a tangent
-as ``<Ḡ, dC> = Re tr(Ḡᵀ dC)`` (no conjugation; for a real loss ``f``,
-``grad f = ∂f/∂x - i ∂f/∂y``). Moving ``dLᴴ`` to ``dL`` under ``Re tr``
-conjugates its coefficient, and ``Cᵀ = C̄``, so::
-
-    L̄ = -conj(tril(C S L⁻ᴴ)),      S = conj(Ḡ) + Ḡᵀ = conj(Ḡ + Ḡᴴ)
-
-which is the real formula for real inputs. The imaginary part of ``diag(L)``
-is an input like any other entry (``A = L Lᴴ`` for the ``L`` given) and gets
-its exact gradient.
+Only the lower triangle of ``L`` is an input, so the gradient is zero above
+the diagonal. :func:`tril_product` computes ``Y = C S L⁻ᴴ`` without ``L⁻¹``
+by solving ``Y Lᴴ = C S`` block column by block column, left to right, in one
+loop, reading only ``L``, ``C`` and the inverted diagonal blocks ``Xₖₖ`` that
+the forward pass made. The residuals are ``L`` itself (an input, which the
+caller holds anyway), ``C`` and ``Xₖₖ`` (``n b`` numbers): no other ``n × n``
+matrix lives from the forward pass to the backward pass, and the backward
+pass holds ``C``, ``Ḡ`` and the gradient it writes into.
 
 The backward pass is plain differentiable jax, so grad-of-grad and
 ``jax.hessian`` (``jacfwd`` over ``jacrev``) work.
@@ -44,57 +27,124 @@ import jax
 import jax.numpy as jnp
 from jax import lax
 
-from . import _forward as F
-from . import _products as P
-
-# Algorithms, chosen by ``cholesky_inv(..., method=...)``:
-#   "auto"     per lowering platform (``lax.platform_dependent``): Metal, which
-#              cannot lower ``triangular_solve`` (jax-ml/jax#17490), gets the
-#              product-only path; CPU and GPU keep the blocked algorithm,
-#              whose leaves are triangular solves.
-#   "solve"    the blocked algorithm (triangular solves at its leaves) everywhere.
-#   "products" the product-only path everywhere (tests force it on CPU).
-
-
-def _forward(L: jax.Array, method: str) -> jax.Array:
-    if method == "solve":
-        return F.cholinv(L)
-    if method == "products":
-        return P.cholinv(L)
-    C: jax.Array = lax.platform_dependent(L, default=F.cholinv, metal=P.cholinv)
-    return C
-
-
-def _forward_with_inverse(L: jax.Array, method: str) -> tuple[jax.Array, F.InverseParts]:
-    if method == "solve":
-        return F.cholinv_with_inverse(L)
-    if method == "products":
-        return P.cholinv_with_inverse(L)
-    CX: tuple[jax.Array, F.InverseParts] = lax.platform_dependent(
-        L, default=F.cholinv_with_inverse, metal=P.cholinv_with_inverse
-    )
-    return CX
+from . import _blocked, _leaves, _matrix
 
 
 @partial(jax.custom_vjp, nondiff_argnums=(1,))
-def cholinv_lower(L: jax.Array, method: str = "auto") -> jax.Array:
-    """``(L Lᴴ)⁻¹`` for lower-triangular ``L`` (upper triangle zero)."""
-    return _forward(L, method)
+def cholinv_lower(L: jax.Array, method: str) -> jax.Array:
+    """``(L Lᴴ)⁻¹`` for lower-triangular ``L`` (its strictly upper triangle is never read)."""
+    return _fwd(L, method)[0]
 
 
-Residuals = tuple[F.InverseParts, jax.Array]
+Residuals = tuple[jax.Array, jax.Array, jax.Array, jax.Array]
 
 
 def _fwd(L: jax.Array, method: str) -> tuple[jax.Array, Residuals]:
-    C, parts = _forward_with_inverse(L, method)
-    return C, (parts, C)
+    s = _matrix.inverse_scale(L)
+    N, b = _blocked.blocks(L.shape[-1])
+    tri_inv = _leaves.for_method(method, b, L.dtype, looped=N > 1)
+    C, X = _blocked.inverse(L, s, tri_inv)
+    return C, (L, s, C, X)
 
 
 def _bwd(method: str, res: Residuals, g: jax.Array) -> tuple[jax.Array]:
-    parts, C = res
-    gc = jnp.conj(g)  # no-op for real dtypes
-    Y = F.tril_sandwich_h(C, gc, parts)  # tril(C S L⁻ᴴ), S = gc + gcᴴ
-    return (-jnp.conj(Y),)
+    L, s, C, X = res
+    Z = tril_product(L, s, C, jnp.conj(g), X)  # -tril(C S L⁻ᴴ), S = conj(Ḡ + Ḡᴴ)
+    return (jnp.conj(Z),)
 
 
 cholinv_lower.defvjp(_fwd, _bwd)
+
+
+def tril_product(L: jax.Array, s: jax.Array, C: jax.Array, g: jax.Array, X: jax.Array) -> jax.Array:
+    """``-tril(C S L⁻ᴴ)`` with ``S = g + gᴴ``, from ``L``, ``C`` and the inverted diagonal blocks.
+
+    ``Y = C S L⁻ᴴ`` solves ``Y Lᴴ = C S``. Block column ``k`` of that
+    equation, ``Lᴴ`` being block upper triangular, reads::
+
+        Σ_{j ≤ k} Y[:, j] Lₖⱼᴴ = C S[:, k]
+        Y[:, k] = (C S[:, k] - Σ_{j < k} Y[:, j] Lₖⱼᴴ) Lₖₖ⁻ᴴ
+
+    so one loop over ``k = 0, …, N-1`` fills ``Y`` from the left. Only
+    ``tril(Y)`` is wanted, and ``Y[:, j]`` for ``j < k`` enters row ``i`` of
+    block column ``k`` only through rows ``i ≥ k b``, which lie in the lower
+    triangle: each block column is masked to its lower part as it is made,
+    and the loop carries ``Z = -tril(Y)``, the gradient itself. ``S[:, k]``
+    is built from a column and a row panel of ``g``, never as a whole
+    matrix.
+
+    The forward pass inverted ``s L``; with ``L = (s L) / s``,
+    ``Lₖₖ⁻ᴴ = s Xₖₖᴴ`` and ``Lₖⱼᴴ = (s Lₖⱼ)ᴴ / s``, so the scale enters once,
+    on ``S[:, k]``, and the panels of ``L`` are read as ``s L``.
+    """
+    n = L.shape[-1]
+    N, b = _blocked.blocks(n)
+    size = N * b
+    if size > n:  # [[L, 0], [0, I]] has C S L⁻ᴴ = [[C S L⁻ᴴ, 0], [0, 0]] for C, g padded by 0
+        widths = [(0, 0)] * (L.ndim - 2) + [(0, size - n), (0, size - n)]
+        L, C, g = _matrix.pad_identity(L, size), jnp.pad(C, widths), jnp.pad(g, widths)
+    zero = jnp.zeros((), C.dtype)
+    if N == 1:
+        Y = _matrix.matmul(
+            _matrix.matmul(C, _matrix.scale(g + _matrix.mH(g), s)), _matrix.mH(X[..., 0, :, :])
+        )
+        return jnp.where(_matrix.lower_mask(n), -Y, zero)[..., :n, :n]
+    if size < _blocked.SPLIT_MIN:
+        return _solve_columns(L, X, s, C, g, 0, N)[..., :n, :n]
+    # Block columns right of h only have rows ≥ h in the lower triangle: made
+    # in a second loop over those rows alone, 5n³/2 flops instead of 4n³.
+    K = N // 2
+    h = K * b
+    ZA = _solve_columns(L, X, s, C, g, 0, K)
+    ZB = _solve_columns(L, X, s, C[..., h:, :], g, K, N, ZA[..., h:, :])
+    above = jnp.zeros_like(ZB[..., :h, :])  # zeros_like keeps the batch sharding
+    Z = jnp.concatenate([ZA, jnp.concatenate([above, ZB], axis=-2)], axis=-1)
+    return Z[..., :n, :n]
+
+
+def _solve_columns(
+    L: jax.Array,
+    X: jax.Array,
+    s: jax.Array,
+    C: jax.Array,
+    g: jax.Array,
+    k0: int,
+    k1: int,
+    Zleft: jax.Array | None = None,
+) -> jax.Array:
+    """Block columns ``k0, …, k1-1`` of ``Z = -tril(C S L⁻ᴴ)``, in the last ``m`` rows.
+
+    ``C`` holds the last ``m`` rows of ``C``, ``Zleft`` the same rows of the
+    block columns left of ``k0``, already made (``None`` if ``k0 = 0``); the
+    rows above are zero in these block columns.
+    """
+    N, b = X.shape[-3], X.shape[-1]
+    size, m = N * b, C.shape[-2]
+    row0, width = size - m, (k1 - k0) * b
+    zero = jnp.zeros((), C.dtype)
+    rows = lax.broadcasted_iota(jnp.int32, (m, b), 0) + row0
+    cols = lax.broadcasted_iota(jnp.int32, (m, b), 1)
+    left = lax.broadcasted_iota(jnp.int32, (b, size), 1)
+
+    def step(j: jax.Array, Z: jax.Array) -> jax.Array:
+        k = k0 + j
+        Xkk = lax.dynamic_index_in_dim(X, k, axis=-3, keepdims=False)
+        gk = lax.dynamic_slice_in_dim(g, k * b, b, axis=-1)
+        Sk = _matrix.scale(gk + _matrix.mH(lax.dynamic_slice_in_dim(g, k * b, b, axis=-2)), s)
+        Lk = lax.dynamic_slice_in_dim(L, k * b, b, axis=-2)  # block row k of L
+        Lk = _matrix.mH(jnp.where(left < k * b, _matrix.scale(Lk, s), zero))  # Lₖⱼᴴ, j < k
+        # Y[:, k] = (C S[:, k] - Y[:, :k] Lₖⱼᴴ) Lₖₖ⁻ᴴ, with Z = -Y so far.
+        R = _matrix.matmul(C, Sk) + _matrix.matmul(Z, Lk[..., k0 * b : k1 * b, :])
+        if Zleft is not None:
+            R = R + _matrix.matmul(Zleft, Lk[..., : k0 * b, :])
+        Yk = _matrix.matmul(R, _matrix.mH(Xkk))
+        Zk = jnp.where(rows >= cols + k * b, -Yk, zero)  # the lower part of block column k
+        out: jax.Array = lax.dynamic_update_slice_in_dim(Z, Zk, j * b, axis=-1)
+        return out
+
+    Z0 = jnp.zeros((*C.shape[:-1], width), C.dtype)
+    Z: jax.Array = lax.fori_loop(0, k1 - k0, step, Z0)
+    return Z
+
+
+__all__ = ["cholinv_lower", "tril_product"]

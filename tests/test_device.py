@@ -5,7 +5,7 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 import numpy as np
-from conftest import assert_close_rel, reference_inv, spd_factor
+from helpers import assert_close_rel, reference_inv, spd_factor
 
 from diffcholinv import cholesky_inv
 

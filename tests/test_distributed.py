@@ -7,10 +7,10 @@ from pathlib import Path
 import jax
 import numpy as np
 import pytest
-from conftest import run_on_eight_devices
+from helpers import run_on_eight_devices
 from sharding_check import collective_counts
 
-from diffcholinv import _distributed, cholesky_inv
+from diffcholinv import _rowsharded, cholesky_inv
 
 
 def test_collective_counter_counts_instructions():
@@ -27,8 +27,8 @@ def test_one_device_and_unsharded_inputs_take_the_ordinary_path():
     dev = jax.devices()[0]
     mesh = jax.sharding.Mesh(np.array([dev]), ("x",))
     one = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec("x", None))
-    assert _distributed.matrix_plan(jax.numpy.asarray(L), None) is None
-    assert _distributed.matrix_plan(jax.numpy.asarray(L), one) is None  # 1 row shard
+    assert _rowsharded.matrix_plan(jax.numpy.asarray(L), None) is None
+    assert _rowsharded.matrix_plan(jax.numpy.asarray(L), one) is None  # 1 row shard
     np.testing.assert_array_equal(cholesky_inv(L, device=one), np.eye(4))
 
 

@@ -8,12 +8,16 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from conftest import assert_close_rel, reference_inv, spd_factor
+from helpers import assert_close_rel, reference_inv, spd_factor
 
 from diffcholinv import cholesky_inv
 
 SIZES = (1, 2, 5, 33, 128)
 BATCHES = ((), (3,), (2, 3))
+# Every algorithm (cholesky_inv's method), at one tiny size, one that is one
+# block, and two that the blocked loop walks through (one of them padded).
+METHODS = ("auto", "solve", "products")
+METHOD_SIZES = (5, 40, 130, 257)
 
 
 @pytest.mark.parametrize(
@@ -31,21 +35,40 @@ def test_matches_numpy_inv(rng, n, batch, upper, dtype):
     assert bool(jnp.all(jnp.swapaxes(C, -1, -2) == C)), "not bitwise symmetric"
 
 
+@pytest.mark.parametrize("method", METHODS)
+@pytest.mark.parametrize("n", METHOD_SIZES)
+@pytest.mark.parametrize("dtype", ["float32", "float64", "complex128"])
+def test_every_method_matches_numpy_inv(rng, method, n, dtype):
+    L = spd_factor(rng, (2,), n).astype(dtype)
+    if dtype == "complex128":
+        L = L + 0.1j * np.tril(rng.standard_normal(L.shape), -1)
+    for upper in (False, True):
+        F = np.conj(np.swapaxes(L, -1, -2)) if upper else L
+        C = np.asarray(cholesky_inv(F, upper=upper, method=method))
+        assert C.dtype == np.dtype(dtype)
+        assert (np.conj(np.swapaxes(C, -1, -2)) == C).all(), "not bitwise Hermitian"
+        Lc = L.astype(np.complex128)
+        ref = np.linalg.inv(Lc @ np.conj(np.swapaxes(Lc, -1, -2)))
+        assert_close_rel(C, ref, dtype)
+
+
+@pytest.mark.parametrize("method", METHODS)
+@pytest.mark.parametrize("n", [7, 130])
 @pytest.mark.parametrize("upper", [False, True])
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
-def test_unread_triangle_is_ignored(rng, upper, dtype):
-    n = 7
+def test_unread_triangle_is_ignored(rng, method, n, upper, dtype):
     L = spd_factor(rng, (4,), n)
     F = (np.swapaxes(L, -1, -2) if upper else L).astype(dtype)
-    clean = cholesky_inv(F, upper=upper)
+    clean = cholesky_inv(F, upper=upper, method=method)
     unread = np.tril(np.ones((n, n)), -1) if upper else np.triu(np.ones((n, n)), 1)
     unread = unread.astype(bool)
     big = np.where(unread, rng.standard_normal((4, n, n)) * 1e30, F).astype(dtype)
     nans = np.where(unread, np.nan, F).astype(dtype)
     for junk in (big, nans):
-        np.testing.assert_array_equal(cholesky_inv(junk, upper=upper), clean)
+        np.testing.assert_array_equal(cholesky_inv(junk, upper=upper, method=method), clean)
         # Under vmap too (MLX falls back to a general inverse there).
-        np.testing.assert_array_equal(jax.vmap(lambda x: cholesky_inv(x, upper=upper))(junk), clean)
+        f = jax.vmap(lambda x: cholesky_inv(x, upper=upper, method=method))
+        np.testing.assert_array_equal(f(junk), clean)
 
 
 @pytest.mark.parametrize("shape", [(0, 4, 4), (3, 0, 0), (0, 0), (2, 0, 5, 5)])

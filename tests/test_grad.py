@@ -6,7 +6,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from conftest import spd_factor
+from helpers import spd_factor
 from jax.test_util import check_grads
 
 from diffcholinv import cholesky_inv
@@ -27,6 +27,35 @@ def test_check_grads_second_order(rng, n, batch, upper):
     )
     # The op itself, all output entries (vjp against random cotangents).
     check_grads(lambda x: cholesky_inv(x, upper=upper), (F,), order=1, modes=["rev"])
+
+
+@pytest.mark.parametrize("method", ["auto", "solve", "products"])
+@pytest.mark.parametrize("n", [70, 150])
+def test_check_grads_of_the_blocked_loop(rng, monkeypatch, method, n):
+    # Factors the blocked loop walks through, every method; n = 150 is split
+    # (SPLIT_MIN lowered), so the second loop of each pass is checked too.
+    from diffcholinv import _blocked
+
+    monkeypatch.setattr(_blocked, "SPLIT_MIN", 128)
+    L = jnp.asarray(spd_factor(rng, (), n))
+    W = jnp.asarray(rng.standard_normal((n, n)))
+    V = jnp.asarray(np.tril(rng.standard_normal((n, n))))
+
+    def f(x):
+        return jnp.sum(W * cholesky_inv(x, method=method))
+
+    def f_ref(x):  # autodiff through a general inverse of the lower triangle
+        return jnp.sum(W * jnp.linalg.inv(jnp.tril(x) @ jnp.tril(x).T))
+
+    check_grads(f, (L,), order=1, modes=["rev"])
+    g = jax.grad(f)(L)
+    assert not np.any(np.triu(np.asarray(g), 1)), "gradient above the diagonal"
+    np.testing.assert_allclose(g, jnp.tril(jax.grad(f_ref)(L)), rtol=1e-9, atol=1e-9)
+    # Second order (grad of grad, through both loops of the backward pass);
+    # finite differences of second order are too noisy at this size.
+    hv = jax.grad(lambda x: jnp.sum(V * jax.grad(f)(x)))(L)
+    hv_ref = jnp.tril(jax.grad(lambda x: jnp.sum(V * jax.grad(f_ref)(x)))(L))
+    np.testing.assert_allclose(hv, hv_ref, rtol=1e-8, atol=1e-8 * float(jnp.abs(hv_ref).max()))
 
 
 @pytest.mark.parametrize("upper", [False, True])

@@ -13,7 +13,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from conftest import spd_factor
+from helpers import spd_factor
 from jax.experimental import checkify
 
 from diffcholinv import _validate, cholesky_inv

@@ -1,7 +1,10 @@
-"""The product-only path (``method="products"``), forced on CPU.
+"""The product-only path (``method="products"``), forced on CPU, and the choice of method.
 
 It is what Metal runs (``method="auto"`` picks it there through
-``lax.platform_dependent``); on CPU it is tested by forcing it.
+``lax.platform_dependent``); on CPU it is tested by forcing it. Values,
+the unread triangle and gradients of every method are tested with the
+others (test_forward.py, test_grad.py); here: that the two algorithms agree,
+and that the product-only programs hold no triangular solve.
 """
 
 from __future__ import annotations
@@ -12,54 +15,22 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-import scipy.linalg
-from conftest import assert_close_rel, reference_inv, spd_factor
+from helpers import spd_factor
 from jax.test_util import check_grads
 
-from diffcholinv import _products, cholesky_inv
-from diffcholinv._forward import cholinv_reference
+from diffcholinv import _blocked, cholesky_inv
 
 prod = functools.partial(cholesky_inv, method="products")
 
 
-@pytest.mark.parametrize("n", [1, 2, 7, 32, 33, 70])
-@pytest.mark.parametrize("dtype", ["float32", "float64"])
-def test_values_match_numpy_inv(rng, n, dtype):
-    L = spd_factor(rng, (3,), n)
-    C = prod(L.astype(dtype))
-    assert C.dtype == dtype
-    assert_close_rel(C, reference_inv(L), dtype)
-    assert (np.asarray(C) == np.swapaxes(np.asarray(C), -1, -2)).all()
-
-
-@pytest.mark.parametrize("leaf", [4, 8])
-def test_triangular_inverse_matches_scipy(rng, leaf):
-    L = spd_factor(rng, (), 29)
-    X = _products.tri_inv_lower(jnp.asarray(L), leaf=leaf)
-    ref = scipy.linalg.solve_triangular(L, np.eye(29), lower=True)
-    np.testing.assert_allclose(np.asarray(X), ref, rtol=1e-12, atol=1e-13)
-    assert (np.triu(np.asarray(X), 1) == 0).all()
-
-
-def test_agrees_with_triangular_solve_path(rng):
-    # Two algorithms side by side: they must agree to rounding.
-    L = spd_factor(rng, (2, 2), 45)
+@pytest.mark.parametrize("n", [45, 130])
+def test_agrees_with_triangular_solve_path(rng, n):
+    # Two algorithms side by side (one block, and the blocked loop): they
+    # must agree to rounding.
+    L = spd_factor(rng, (2, 2), n)
     np.testing.assert_allclose(
         np.asarray(prod(L)), np.asarray(cholesky_inv(L, method="solve")), rtol=1e-12, atol=1e-13
     )
-
-
-def test_upper_complex_and_unread_triangle(rng):
-    L = spd_factor(rng, (2,), 40)
-    junk = np.where(np.triu(np.ones((40, 40)), 1) > 0, np.nan, L)
-    assert_close_rel(prod(junk), reference_inv(L), "float64")
-    U = np.swapaxes(L, -1, -2)
-    assert_close_rel(prod(U, upper=True), reference_inv(L), "float64")
-    Lc = L + 1j * np.tril(rng.standard_normal(L.shape), -1) * 0.1
-    A = Lc @ np.conj(np.swapaxes(Lc, -1, -2))
-    Cc = np.asarray(prod(Lc))
-    np.testing.assert_allclose(Cc, np.linalg.inv(A), rtol=1e-10, atol=1e-11)
-    assert (Cc == np.conj(np.swapaxes(Cc, -1, -2))).all()
 
 
 def test_singular_factor_gives_inf_or_nan(rng):
@@ -124,7 +95,7 @@ def _lowered(f, *args):
 
 
 def test_lowered_program_has_no_triangular_solve_or_custom_call(rng):
-    # n above PRODUCTS_MAX, where the solve path's leaves are LAPACK solves.
+    # n = 200: the blocked loop, whose leaves are LAPACK solves with "solve".
     L = jnp.asarray(spd_factor(rng, (3,), 200), jnp.float32)
 
     def loss(x, method):
@@ -138,7 +109,7 @@ def test_lowered_program_has_no_triangular_solve_or_custom_call(rng):
     # Controls, so the scan can fail: the reference forward and the solve
     # path's programs do contain a triangular solve on CPU (its leaves).
     controls = {
-        "forward": _lowered(cholinv_reference, L),
+        "forward": _lowered(_blocked.reference, L),
         "grad": programs["grad"]("solve"),
         "grad of grad": programs["grad of grad"]("solve"),
     }
@@ -164,16 +135,19 @@ def test_auto_picks_products_for_metal_export():
     export = pytest.importorskip("jax.export")
     if not _prunes_other_platforms(export):
         pytest.skip("this jax lowers every platform_dependent branch for one platform")
-    # n above PRODUCTS_MAX, where the CPU path's leaves are LAPACK solves.
-    spec = jax.ShapeDtypeStruct((2, 200, 200), jnp.float32)
 
+    # n = 40 is one block, which "auto" inverts by a triangular solve on CPU;
+    # n = 200 is the blocked loop.
     def loss(x):
         return jnp.sum(jnp.sin(cholesky_inv(x)))
 
-    for f in (cholesky_inv, jax.grad(loss)):
-        metal = export.export(jax.jit(f), platforms=["metal"])(spec).mlir_module()
-        assert "triangular" not in metal and "custom_call" not in metal
-    # Control: for CPU the program keeps its triangular solves (the leaves).
+    for n in (40, 200):
+        spec = jax.ShapeDtypeStruct((2, n, n), jnp.float32)
+        for f in (cholesky_inv, jax.grad(loss)):
+            metal = export.export(jax.jit(f), platforms=["metal"])(spec).mlir_module()
+            assert "triangular" not in metal and "custom_call" not in metal
+    # Control: for CPU the program keeps its triangular solve (the leaf).
+    spec = jax.ShapeDtypeStruct((2, 40, 40), jnp.float32)
     cpu = export.export(jax.jit(jax.grad(loss)), platforms=["cpu"])(spec).mlir_module()
     assert "triangular" in cpu or "custom_call" in cpu
 
@@ -183,7 +157,7 @@ def test_auto_picks_products_when_running_on_metal(rng, monkeypatch):
     # tracing, which is what jax < 0.5 (no branch pruning) relies on.
     from diffcholinv import _api
 
-    L = jnp.asarray(spd_factor(rng, (2,), 200), jnp.float32)
+    L = jnp.asarray(spd_factor(rng, (2,), 40), jnp.float32)  # one block: a LAPACK leaf on CPU
 
     def grad(x):  # a new function each time, so no trace is reused
         return jax.grad(lambda y: jnp.sum(jnp.sin(cholesky_inv(y))))(x)

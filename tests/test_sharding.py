@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from conftest import run_on_eight_devices
+from helpers import run_on_eight_devices
 from sharding_check import _collectives
 
 

@@ -9,7 +9,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 from absl.testing import parameterized
-from conftest import assert_close_rel, reference_inv, spd_factor
+from helpers import assert_close_rel, reference_inv, spd_factor
 
 from diffcholinv import cholesky_inv
 

@@ -39,7 +39,6 @@ products, residuals ``(L, X, C)``.
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass
 from functools import partial
 from typing import Any
@@ -48,11 +47,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 from jax import lax
-from jax.sharding import NamedSharding
-from jax.sharding import PartitionSpec as P
+from jax.sharding import NamedSharding, PartitionSpec
 
-from . import _forward as F
-from . import _products as P_
+from . import _leaves, _matrix
 
 
 @dataclass(frozen=True)
@@ -81,12 +78,12 @@ class Plan:
     @property
     def rows(self) -> NamedSharding:
         """Sharding of ``[..., n, m]`` intermediates: batch as given, rows split."""
-        return NamedSharding(self.mesh, P(*self.spec[:-2], self.row_axes, None))
+        return NamedSharding(self.mesh, PartitionSpec(*self.spec[:-2], self.row_axes, None))
 
     @property
     def out(self) -> NamedSharding:
         """The input's sharding, on the (auto-typed) computation mesh."""
-        return NamedSharding(self.mesh, P(*self.spec))
+        return NamedSharding(self.mesh, PartitionSpec(*self.spec))
 
 
 def _names(entry: Any) -> tuple[str, ...]:
@@ -167,22 +164,9 @@ def matrix_plan(arr: Any, device: Any) -> Plan | None:
     )
 
 
-def run(fn: Callable[[jax.Array], jax.Array], arr: jax.Array, plan: Plan | None) -> jax.Array:
-    """``fn(arr)``; on a mesh with explicit axes, with them auto inside ``fn``.
-
-    The partitioner then places the intermediates as the sharding
-    constraints of this module say, and the result gets the input's sharding.
-    """
-    if plan is None or not plan.explicit:
-        return fn(arr)
-    auto = jax.sharding.auto_axes(fn, axes=plan.explicit, out_sharding=plan.placed)
-    out: jax.Array = auto(arr)
-    return out
-
-
 def _put(x: jax.Array, plan: Plan, *trailing: Any) -> jax.Array:
     """``x`` constrained to the plan's batch sharding plus ``trailing`` specs."""
-    spec = P(*plan.spec[:-2], *trailing)
+    spec = PartitionSpec(*plan.spec[:-2], *trailing)
     out: jax.Array = lax.with_sharding_constraint(x, NamedSharding(plan.mesh, spec))
     return out
 
@@ -205,7 +189,7 @@ def _replicated(x: jax.Array, plan: Plan, ndim: int) -> jax.Array:
 
 def _mH(x: jax.Array, plan: Plan) -> jax.Array:
     """Conjugate transpose, resharded to rows (an all-to-all)."""
-    return _rows(F.mH(x), plan)
+    return _rows(_matrix.mH(x), plan)
 
 
 def _block_row(B: jax.Array, k: jax.Array, plan: Plan) -> jax.Array:
@@ -233,7 +217,7 @@ def _rows_matmul(A: jax.Array, B: jax.Array, plan: Plan) -> jax.Array:
 
     def body(k: jax.Array, acc: jax.Array) -> jax.Array:
         a = lax.dynamic_slice_in_dim(A, k * s, s, axis=-1)
-        return _rows(acc + F.matmul(a, _block_row(B, k, plan)), plan)
+        return _rows(acc + _matrix.matmul(a, _block_row(B, k, plan)), plan)
 
     zero = _rows(jnp.zeros((*A.shape[:-1], B.shape[-1]), A.dtype), plan)
     out: jax.Array = lax.fori_loop(0, plan.parts, body, zero)
@@ -249,7 +233,7 @@ def _diagonal_blocks(L: jax.Array, parts: int) -> jax.Array:
     return jnp.moveaxis(d, -1, -3)
 
 
-def tri_inv_rows(L: jax.Array, plan: Plan, tri_inv: Callable[[jax.Array], jax.Array]) -> jax.Array:
+def tri_inv_rows(L: jax.Array, plan: Plan, tri_inv: _leaves.Inverter) -> jax.Array:
     """``X = L⁻¹`` for row-sharded lower-triangular ``L``; ``X`` row-sharded.
 
     ``tri_inv`` inverts the ``s × s`` diagonal blocks (a batch, shard-local).
@@ -268,7 +252,7 @@ def tri_inv_rows(L: jax.Array, plan: Plan, tri_inv: Callable[[jax.Array], jax.Ar
         below = _rows(jnp.where(row >= (k + 1) * s, Lk, jnp.zeros((), L.dtype)), plan)
         # X[:, k] = -X L[k+1:, k] X_kk below block k (X is zero left of column
         # block k + 1), and X_kk on block k.
-        col = -F.matmul(X, F.matmul(below, Xkk))
+        col = -_matrix.matmul(X, _matrix.matmul(below, Xkk))
         tiled = jnp.tile(Xkk, (*([1] * (Xkk.ndim - 2)), p, 1))  # [..., n, s]
         col = _rows(jnp.where(row // s == k, tiled, col), plan)
         return _rows(lax.dynamic_update_slice_in_dim(X, col, k * s, axis=-1), plan)
@@ -277,40 +261,18 @@ def tri_inv_rows(L: jax.Array, plan: Plan, tri_inv: Callable[[jax.Array], jax.Ar
     return X
 
 
-def _forward(
-    L: jax.Array, plan: Plan, tri_inv: Callable[[jax.Array], jax.Array]
-) -> tuple[jax.Array, jax.Array]:
+def _forward(L: jax.Array, plan: Plan, tri_inv: _leaves.Inverter) -> tuple[jax.Array, jax.Array]:
     L = _rows(L, plan)
     X = tri_inv_rows(L, plan, tri_inv)
     C = _rows_matmul(_mH(X, plan), X, plan)
-    C = _rows(jnp.where(F.lower_mask(C), C, _mH(C, plan)), plan)
+    C = _rows(jnp.where(_matrix.lower_mask(C.shape[-1]), C, _mH(C, plan)), plan)
     if jnp.iscomplexobj(C):  # exactly Hermitian: a real diagonal
-        C = F.mirror_lower(C)
+        C = _matrix.mirror_lower(C)
     return _rows(C, plan), X
 
 
-def _tri_inv_solve(L: jax.Array) -> jax.Array:
-    return lax.linalg.triangular_solve(L, F.identity_like(L), left_side=True, lower=True)
-
-
-def _tri_inv_auto(L: jax.Array) -> jax.Array:
-    X: jax.Array = lax.platform_dependent(L, default=_tri_inv_solve, metal=P_.tri_inv_lower)
-    return X
-
-
-def tri_inv_for(method: str) -> Callable[[jax.Array], jax.Array]:
-    """The inverter of the small diagonal blocks for ``cholesky_inv(method=...)``."""
-    if method == "solve":
-        return _tri_inv_solve
-    if method == "products":
-        return P_.tri_inv_lower
-    return _tri_inv_auto
-
-
 @partial(jax.custom_vjp, nondiff_argnums=(1, 2))
-def cholinv_lower_rows(
-    L: jax.Array, plan: Plan, tri_inv: Callable[[jax.Array], jax.Array]
-) -> jax.Array:
+def cholinv_lower_rows(L: jax.Array, plan: Plan, tri_inv: _leaves.Inverter) -> jax.Array:
     """``(L Lᴴ)⁻¹`` for row-sharded lower-triangular ``L`` (upper triangle zero).
 
     The result, and the gradient, are placed like the input (``plan.out``).
@@ -319,7 +281,7 @@ def cholinv_lower_rows(
 
 
 def _fwd(
-    L: jax.Array, plan: Plan, tri_inv: Callable[[jax.Array], jax.Array]
+    L: jax.Array, plan: Plan, tri_inv: _leaves.Inverter
 ) -> tuple[jax.Array, tuple[jax.Array, jax.Array, jax.Array]]:
     C, X = _forward(L, plan, tri_inv)
     return _out(C, plan), (L, X, C)
@@ -327,7 +289,7 @@ def _fwd(
 
 def _bwd(
     plan: Plan,
-    tri_inv: Callable[[jax.Array], jax.Array],
+    tri_inv: _leaves.Inverter,
     res: tuple[jax.Array, jax.Array, jax.Array],
     g: jax.Array,
 ) -> tuple[jax.Array]:
@@ -336,10 +298,34 @@ def _bwd(
     gc = _rows(jnp.conj(g), plan)
     CS = _rows_matmul(C, _rows(gc + _mH(gc, plan), plan), plan)
     Y = _rows_matmul(CS, _mH(X, plan), plan)  # C S Xᴴ = C S L⁻ᴴ
-    return (_out(-jnp.conj(F.tril(Y)), plan),)
+    return (_out(-jnp.conj(_matrix.tril(Y)), plan),)
 
 
 cholinv_lower_rows.defvjp(_fwd, _bwd)
 
 
-__all__ = ["Plan", "cholinv_lower_rows", "matrix_plan", "run", "tri_inv_for", "tri_inv_rows"]
+def cholesky_inv(L: jax.Array, plan: Plan, method: str) -> jax.Array:
+    """``(L Lᴴ)⁻¹`` for lower ``L`` placed as ``plan`` says (its upper triangle is not read).
+
+    Rescaled by a power of two per matrix like the single-device op
+    (:func:`._matrix.inverse_scale`). On a mesh with explicit axes the
+    computation runs with them auto (``jax.sharding.auto_axes``), so that the
+    partitioner places the intermediates as the sharding constraints of this
+    module say; the result gets the input's sharding.
+    """
+
+    def run(L: jax.Array) -> jax.Array:
+        L = _matrix.tril(L)
+        s = _matrix.inverse_scale(L)
+        tri_inv = _leaves.for_method(method, L.shape[-1] // plan.parts, L.dtype, looped=False)
+        C = cholinv_lower_rows(_matrix.scale(L, s), plan, tri_inv)
+        return _matrix.scale(_matrix.scale(C, s), s)
+
+    if not plan.explicit:
+        return run(L)
+    auto = jax.sharding.auto_axes(run, axes=plan.explicit, out_sharding=plan.placed)
+    out: jax.Array = auto(L)
+    return out
+
+
+__all__ = ["Plan", "cholesky_inv", "cholinv_lower_rows", "matrix_plan", "tri_inv_rows"]

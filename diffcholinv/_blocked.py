@@ -1,0 +1,158 @@
+"""The forward pass: ``C = (L Lᴴ)⁻¹`` block column by block column, in one loop.
+
+Cut ``L`` into ``N`` block columns of width ``b`` and split it before block
+column ``k``::
+
+    L = [[Lₖₖ, 0],     (Lₖₖ the b × b diagonal block, Bₖ the column below it,
+         [Bₖ,  D]]      D the trailing factor, whose C_D = (D Dᴴ)⁻¹ is known)
+
+Then, with ``Xₖₖ = Lₖₖ⁻¹`` and ``Wₖ = Bₖ Xₖₖ`` (docs/math.md, "Forward pass")::
+
+    C₂₁ = -C_D Wₖ
+    C₁₁ = Xₖₖᴴ Xₖₖ - Wₖᴴ C₂₁
+
+so a loop over ``k = N-1, …, 0`` fills ``C`` from the bottom-right corner
+outwards, one block column (and its mirror, the block row) per step. Every
+step has the same static shapes: the products run over the whole ``n × n``
+``C``, whose rows and columns that are not yet filled hold exact zeros.
+That does ``2n³`` flops where a triangular count needs ``2n³/3``, but the
+program is one loop body whatever ``n`` is, so it compiles in a fraction of
+the time of an unrolled recursion, and its bulk is ``n × n`` by ``n × b``
+products, which run at the machine's GEMM rate. The diagonal blocks are
+inverted all at once before the loop, as one batch (:mod:`._leaves`).
+
+The factor is rescaled by a power of two per matrix (``s L``, see
+:func:`._matrix.inverse_scale`); the scale is folded into the panels read
+from ``L`` and into the first term of ``C₁₁``, so no scaled copy of ``L``
+and no rescaling pass over ``C`` is made.
+"""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+from jax import lax
+
+from . import _leaves, _matrix
+
+# Factors up to ONE_BLOCK are one block: its inverse is one (batched) leaf, so
+# no loop at all, and a large batch of small factors costs one batched solve
+# and one batched product. Above, block columns of about BLOCK (MEDIUM_BLOCK
+# up to MEDIUM_MAX); docs/benchmarks.md has the measurements.
+ONE_BLOCK = 64
+SPLIT_MIN = 1024
+MEDIUM_MAX = 512
+MEDIUM_BLOCK = 32
+BLOCK = 64
+
+
+def blocks(n: int) -> tuple[int, int]:
+    """``(N, b)``: ``N`` block columns of width ``b``, ``N b ≥ n`` (static: shape only).
+
+    ``b`` divides ``n`` when a width within a quarter of the target does,
+    so that no padding copy is made; otherwise ``N b - n < N``.
+    """
+    if n <= ONE_BLOCK:
+        return 1, max(n, 1)
+    target = BLOCK if n > MEDIUM_MAX else MEDIUM_BLOCK
+    for b in sorted(range(target * 3 // 4, target * 5 // 4 + 1), key=lambda b: abs(b - target)):
+        if n % b == 0:
+            return n // b, b
+    N = -(-n // target)
+    return N, -(-n // N)
+
+
+def inverse(L: jax.Array, s: jax.Array, tri_inv: _leaves.Inverter) -> tuple[jax.Array, jax.Array]:
+    """``(C, X)``: ``C = (L Lᴴ)⁻¹`` (bitwise Hermitian) and the inverted diagonal blocks.
+
+    Args:
+      L: ``[..., n, n]``, lower triangular; the strictly upper triangle may
+        hold anything (it is never read).
+      s: ``[..., 1, 1]`` powers of two from :func:`._matrix.inverse_scale`.
+      tri_inv: the inverter of the ``b × b`` diagonal blocks of ``s L``.
+
+    Returns:
+      ``C`` of shape ``[..., n, n]`` and ``X = (s Lₖₖ)⁻¹`` of shape
+      ``[..., N, b, b]`` (padded as :func:`blocks` says), which the backward
+      pass reuses.
+    """
+    n = L.shape[-1]
+    N, b = blocks(n)
+    Lp = _matrix.pad_identity(L, N * b)
+    X = tri_inv(_matrix.tril(_matrix.scale(_matrix.diagonal_blocks(Lp, b), s[..., None])))
+    if N == 1:
+        C, symmetric = _gram(X[..., 0, :, :])
+        C = _matrix.scale(_matrix.scale(C, s), s)
+        return (C if symmetric else _matrix.mirror_lower(C))[..., :n, :n], X
+    return _columns(Lp, X, s, N)[..., :n, :n], X
+
+
+def _columns(
+    L: jax.Array, X: jax.Array, s: jax.Array, K: int, C: jax.Array | None = None
+) -> jax.Array:
+    """Fill block columns ``K-1, …, 0`` of ``C`` (``[..., N b, N b]``), one loop step each.
+
+    ``C`` holds the trailing ``(N-K) b`` square already (zero elsewhere);
+    ``None``: nothing yet, and if the factor is large the trailing half is
+    first made by the same loop on its own (see ``SPLIT_MIN``).
+    """
+    N, b = X.shape[-3], X.shape[-1]
+    size = N * b
+    if C is None:
+        if size >= SPLIT_MIN and K == N:
+            # The loop runs its products over the whole C; made alone, the
+            # trailing half costs a quarter of that per step: 5n³/4 flops, not 2n³.
+            h = N // 2
+            CD = _columns(L[..., h * b :, h * b :], X[..., h:, :, :], s, N - h)
+            widths = [(0, 0)] * (L.ndim - 2) + [(h * b, 0), (h * b, 0)]
+            return _columns(L, X, s, h, jnp.pad(CD, widths))
+        C = jnp.zeros_like(L)
+    below = lax.broadcasted_iota(jnp.int32, (size, 1), 0)
+    zero = jnp.zeros((), L.dtype)
+
+    def step(j: jax.Array, C: jax.Array) -> jax.Array:
+        k = K - 1 - j
+        Xkk = lax.dynamic_index_in_dim(X, k, axis=-3, keepdims=False)
+        Bk = lax.dynamic_slice_in_dim(L, k * b, b, axis=-1)  # block column k of L
+        # -Bₖ, the rows below Lₖₖ: the sign rides on this panel, so that no
+        # product below needs a negation pass of its own.
+        Bk = jnp.where(below >= (k + 1) * b, _matrix.scale(Bk, -s), zero)
+        W = _matrix.matmul(Bk, Xkk)  # -Wₖ
+        C21 = _matrix.matmul(C, W)  # -C_D Wₖ: C holds C_D, zero elsewhere
+        C11 = _matrix.scale(_matrix.scale(_matrix.matmul(_matrix.mH(Xkk), Xkk), s), s)
+        C11 = _matrix.mirror_lower(C11 + _matrix.matmul(_matrix.mH(W), C21))
+        panel = lax.dynamic_update_slice_in_dim(C21, C11, k * b, axis=-2)
+        C = lax.dynamic_update_slice_in_dim(C, panel, k * b, axis=-1)
+        # The block row is the exact mirror of the block column.
+        out: jax.Array = lax.dynamic_update_slice_in_dim(C, _matrix.mH(panel), k * b, axis=-2)
+        return out
+
+    out: jax.Array = lax.fori_loop(0, K, step, C)
+    return out
+
+
+def _gram(X: jax.Array) -> tuple[jax.Array, bool]:
+    """``(Xᴴ X, whether it is bitwise Hermitian as computed)``.
+
+    Tiny real blocks: a fused sum of outer products of rows, where XLA:CPU's
+    dot would pay a per-matrix cost that dominates in large batches. Entry
+    ``(i, j)`` sums ``X_ki X_kj`` over ``k`` in the same order as entry
+    ``(j, i)`` sums the same products, so it is exactly symmetric as it is.
+    """
+    if X.shape[-1] > _leaves.UNROLL_MAX or jnp.iscomplexobj(X):
+        return _matrix.matmul(_matrix.mH(X), X), False
+    return jnp.sum(X[..., :, :, None] * X[..., :, None, :], axis=-3), True
+
+
+def reference(L: jax.Array) -> jax.Array:
+    """Reference forward pass: ``C = L⁻ᴴ L⁻¹`` from ``L⁻¹ = trsm(L, I)``, lower triangle mirrored.
+
+    ``n³`` flops for the triangular inverse (a full solve against ``I``) and
+    ``2n³`` for the product; clear rather than fast. The tests compare the
+    loop against it.
+    """
+    Linv = _leaves.solve(_matrix.tril(L))
+    return _matrix.mirror_lower(_matrix.matmul(_matrix.mH(Linv), Linv))
+
+
+__all__ = ["BLOCK", "blocks", "inverse", "reference"]
