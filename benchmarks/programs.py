@@ -52,3 +52,21 @@ def program(impl: str, kind: str) -> Callable[[jax.Array], Any]:
     if kind == "value_and_grad":
         return jax.value_and_grad(lambda L: jnp.sum(jnp.sin(f(L))))
     raise ValueError(f"kind must be one of {PROGRAMS}, got {kind!r}")
+
+
+def gp_nlml(impl: str) -> Callable[[jax.Array, jax.Array, jax.Array], jax.Array]:
+    """Value and gradient in the log lengthscale of a GP's negative log marginal likelihood.
+
+    Uses ``K⁻¹`` from ``impl`` (``yᵀ K⁻¹ y / 2 + Σ log Lᵢᵢ``); the growing_n
+    case jits it for every new ``n``, as Bayesian optimisation or active
+    learning does when a point is added.
+    """
+    inverse = INVERSES[impl]
+
+    def nlml(log_ell: jax.Array, x: jax.Array, y: jax.Array) -> jax.Array:
+        d = (x[:, None] - x[None, :]) / jnp.exp(log_ell)
+        K = jnp.exp(-0.5 * d**2) + 1e-2 * jnp.eye(x.shape[0], dtype=x.dtype)
+        L = jnp.linalg.cholesky(K)
+        return 0.5 * y @ inverse(L) @ y + jnp.sum(jnp.log(jnp.diagonal(L)))
+
+    return jax.value_and_grad(nlml)

@@ -29,6 +29,12 @@ Cases (``--cases``):
   its result, in a fresh Python process (after its imports and building
   ``L``), float64, forward and ``value_and_grad`` at ``--first-call-sizes``;
   ``--first-call-repeats`` processes each, interleaved;
+- ``growing_n``: a GP fitted while its ``n`` grows by one per step (``n =
+  50 … 69``, ``--growing-n``), each step ``jax.jit`` of value and gradient
+  (in the log lengthscale) of a negative log marginal likelihood that uses
+  ``K⁻¹``, compiled anew and called once, as Bayesian optimisation or active
+  learning does: the whole loop's seconds in a fresh process,
+  ``--growing-repeats`` processes each, diffcholinv and ``cho_solve``;
 - ``memory``: compiled temp memory of ``jax.jit(jax.value_and_grad(loss))``
   (``memory_analysis().temp_size_in_bytes``), float64, ``--grad-sizes``, for
   three losses of ``C``: ``sum(G * C)`` and the GP-style ``y C y + tr(C)``
@@ -46,7 +52,7 @@ jaxlib's LAPACK kernels (``--quick``: 1; otherwise the BLAS's own number, as
 users get it). ``--help`` lists every option with its defaults. Ratios are computed
 from the minimum: ``k×`` in the forward, grad and batched rows is *peer time /
 diffcholinv time* (above 1: diffcholinv is faster); ``ours k× of it`` in the
-compile, first_call and memory rows is *diffcholinv / cho_solve* (below 1:
+compile, first_call, growing_n and memory rows is *diffcholinv / cho_solve* (below 1:
 diffcholinv is cheaper).
 
 Output: the table on stdout, ``results.json`` (every row with all its
@@ -104,7 +110,7 @@ try:
 except ImportError:  # optional peer
     mx = None
 
-CASES = ["forward", "grad", "batched", "compile", "first_call", "memory"]
+CASES = ["forward", "grad", "batched", "compile", "first_call", "growing_n", "memory"]
 # A call faster than LOOP_BELOW_SECONDS is timed in loops of about
 # MIN_SAMPLE_SECONDS: single calls of tens of microseconds measure mostly
 # dispatch jitter and the state of XLA's thread pool.
@@ -132,6 +138,8 @@ DEFAULTS: dict[str, tuple[Any, Any]] = {
     "repeats": (9, 5),
     "compile_repeats": (3, 3),
     "first_call_repeats": (3, 2),
+    "growing_n": ([50, 69], [50, 52]),
+    "growing_repeats": (2, 2),
     # With --quick, one BLAS thread: tiny factors gain nothing from more, and
     # on a machine with few cores the idle BLAS threads (NumPy's and SciPy's
     # OpenBLAS each keep a pool) compete with XLA's for the cores, which can
@@ -151,6 +159,26 @@ L = jax.block_until_ready(jnp.asarray(factor({n}, (), "float64")))
 f = jax.jit(program({impl!r}, {kind!r}))
 t0 = time.perf_counter()
 jax.block_until_ready(f(L))
+print(json.dumps(time.perf_counter() - t0))
+"""
+
+
+# A fresh process fits a GP whose n grows by one per step (the growing_n case):
+# every step compiles value and gradient of the NLML anew, then runs it once.
+GROWING_SCRIPT = """
+import json, time
+import jax
+import jax.numpy as jnp
+import numpy as np
+jax.config.update("jax_enable_x64", True)
+jax.config.update("jax_enable_compilation_cache", False)
+from benchmarks.programs import gp_nlml
+rng = np.random.default_rng(0)
+t0 = time.perf_counter()
+for n in range({lo}, {hi} + 1):
+    x = jnp.asarray(np.sort(rng.uniform(0.0, 10.0, n)))
+    y = jnp.sin(x) + 0.1 * jnp.asarray(rng.standard_normal(n))
+    jax.block_until_ready(jax.jit(gp_nlml({impl!r}))(jnp.asarray(0.0), x, y))
 print(json.dumps(time.perf_counter() - t0))
 """
 
@@ -313,12 +341,30 @@ def first_call_samples(
     n: int, kind: str, repeats: int, blas_threads: int | None
 ) -> dict[str, list[float]]:
     """Seconds of the first call of ``jax.jit(program)(L)``, each in a fresh process."""
+    return fresh_process_samples(
+        lambda impl: FIRST_CALL_SCRIPT.format(n=n, impl=impl, kind=kind), repeats, blas_threads
+    )
+
+
+def growing_samples(
+    lo: int, hi: int, repeats: int, blas_threads: int | None
+) -> dict[str, list[float]]:
+    """Seconds of the growing-n loop (``n = lo … hi``), each in a fresh process."""
+    return fresh_process_samples(
+        lambda impl: GROWING_SCRIPT.format(lo=lo, hi=hi, impl=impl), repeats, blas_threads
+    )
+
+
+def fresh_process_samples(
+    script: Callable[[str], str], repeats: int, blas_threads: int | None
+) -> dict[str, list[float]]:
+    """Seconds that ``script(impl)`` prints, run in a fresh process per sample, interleaved."""
     env = dict(os.environ)
     if blas_threads is not None:  # OpenBLAS, as SciPy's wheels ship it
         env["OPENBLAS_NUM_THREADS"] = str(blas_threads)
     samples: dict[str, list[float]] = {k: [] for k in INVERSES}
     for impl in interleaved(list(INVERSES), repeats):
-        code = FIRST_CALL_SCRIPT.format(n=n, impl=impl, kind=kind)
+        code = script(impl)
         out = subprocess.run(
             [sys.executable, "-c", code],
             cwd=ROOT,
@@ -328,7 +374,7 @@ def first_call_samples(
             timeout=600,
         )
         if out.returncode != 0:
-            raise RuntimeError(f"first_call {impl} {kind} n={n} failed:\n{out.stderr}")
+            raise RuntimeError(f"{impl} failed in a fresh process:\n{out.stderr}")
         samples[impl].append(float(out.stdout.split()[-1]))
     return samples
 
@@ -386,6 +432,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         "repeats": "samples per forward, grad, batched and gemm figure",
         "compile_repeats": "compilations per compile figure",
         "first_call_repeats": "fresh processes per first_call figure",
+        "growing_n": "first and last n of the growing_n loop",
+        "growing_repeats": "fresh processes per growing_n figure",
         "blas_threads": "threads of the BLAS that NumPy, SciPy and jaxlib's LAPACK kernels"
         " call (threadpoolctl; None: the BLAS's own number)",
     }
@@ -438,6 +486,10 @@ def run_jobs(
             rows.append(
                 cold_row(case, n, dt, kind, compile_samples(n, dt, kind, args.compile_repeats))
             )
+        elif case == "growing_n":
+            lo, hi = params
+            samples = growing_samples(lo, hi, args.growing_repeats, args.blas_threads)
+            rows.append(cold_row(case, hi, "float64", "value_and_grad", samples) | {"n_from": lo})
         else:
             n, dt, kind = params
             samples = first_call_samples(n, kind, args.first_call_repeats, args.blas_threads)
@@ -476,6 +528,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         jobs += [
             ("first_call", (n, "float64", kind)) for kind in PROGRAMS for n in args.first_call_sizes
         ]
+    if "growing_n" in args.cases:
+        jobs += [("growing_n", tuple(args.growing_n))]
     with threadpool_limits(limits=args.blas_threads, user_api="blas"):
         blas = [
             {k: lib[k] for k in ("internal_api", "version", "num_threads")}
@@ -540,9 +594,12 @@ def format_table(rows: list[dict[str, Any]]) -> str:
             for p in peers[1:]:
                 if p in t:
                     cells[p] = f"{spread(t[p], 1e3, 'ms')}, {r['ratio'][p]:.2f}×"
-        elif case in ("compile", "first_call"):
+        elif case in ("compile", "first_call", "growing_n"):
             t = r["seconds"]
-            case = f"{case.replace('_', ' ')} ({PROGRAM_LABEL[r['program']]})"
+            if case == "growing_n":
+                case, shape = "GP fit, n growing (value+grad per n)", f"n = {r['n_from']}…{r['n']}"
+            else:
+                case = f"{case.replace('_', ' ')} ({PROGRAM_LABEL[r['program']]})"
             cells["diffcholinv"] = spread(t["diffcholinv"], 1, "s")
             cells["cho_solve"] = f"{spread(t['cho_solve'], 1, 's')}, ours {r['ratio']:.2f}× of it"
         elif case == "memory":

@@ -84,14 +84,17 @@ def cholesky_inv(
         error names the first offending entry. Eagerly a failed check raises
         at once; under ``jit`` wrap the function in ``checkify.checkify``.
         ``False`` (default) adds nothing to the program.
-      method: the algorithm. ``"auto"`` (default): chosen per lowering
-        platform with ``jax.lax.platform_dependent``; Metal, which cannot
-        lower triangular solves, gets the product-only path, CPU and GPU the
-        blocked algorithm, whose leaves (``n > 64``) are LAPACK/cuBLAS
-        triangular solves. ``"solve"``: that blocked algorithm everywhere.
-        ``"products"``: the product-only path everywhere (matrix products,
-        elementwise ops and ``lax.fori_loop``; no ``triangular_solve``, no
-        custom calls), forward and backward. See docs/scaling.md.
+      method: the inverter of the diagonal blocks; the algorithm is the
+        same blocked loop in every method (docs/math.md). ``"auto"``
+        (default): forward substitution made of products for the blocks of
+        the loop, on every platform; a factor of ``n ≤ 64`` is one block,
+        inverted by a triangular solve (``lax.platform_dependent``: Metal,
+        which cannot lower triangular solves, gets the substitution).
+        ``"solve"``: triangular solves for every block. ``"products"``: the
+        substitution for every block, so that the program holds matrix
+        products, elementwise ops and ``lax.fori_loop`` only (no
+        ``triangular_solve``, no custom calls), forward and backward. See
+        docs/scaling.md.
 
     Returns:
       ``A⁻¹``, a ``jax.Array`` of shape ``[..., n, n]`` and the dtype of ``L``.

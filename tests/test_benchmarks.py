@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-TIMED = ("forward", "grad", "batched", "gemm", "compile", "first_call")
+TIMED = ("forward", "grad", "batched", "gemm", "compile", "first_call", "growing_n")
 
 
 def _sane_summary(s):
@@ -25,7 +25,16 @@ def test_benchmark_quick_run(tmp_path):
     result = json.loads((tmp_path / "results.json").read_text())
     rows = result["rows"]
     cases = {r["case"] for r in rows}
-    assert cases == {"forward", "gemm", "grad", "batched", "memory", "compile", "first_call"}
+    assert cases == {
+        "forward",
+        "gemm",
+        "grad",
+        "batched",
+        "memory",
+        "compile",
+        "first_call",
+        "growing_n",
+    }
     for r in rows:
         if r["case"] in TIMED:
             for s in [r["seconds"]] if r["case"] == "gemm" else r["seconds"].values():
@@ -33,7 +42,7 @@ def test_benchmark_quick_run(tmp_path):
         if r["case"] in ("forward", "grad", "batched"):
             assert {"diffcholinv", "cho_solve"} <= set(r["seconds"])
             assert all(k in r["seconds"] and v > 0 for k, v in r["ratio"].items())
-        if r["case"] in ("compile", "first_call"):
+        if r["case"] in ("compile", "first_call", "growing_n"):
             assert set(r["seconds"]) == {"diffcholinv", "cho_solve"}
             assert r["ratio"] > 0
         if r["case"] == "memory":
@@ -44,6 +53,8 @@ def test_benchmark_quick_run(tmp_path):
     assert compiled == {(n, p) for n in (8, 64) for p in ("forward", "value_and_grad")}
     first = {(r["n"], r["program"]) for r in rows if r["case"] == "first_call"}
     assert first == {(64, "forward"), (64, "value_and_grad")}
+    growing = [(r["n_from"], r["n"]) for r in rows if r["case"] == "growing_n"]
+    assert growing == [(50, 52)]
     losses = {r["loss"] for r in rows if r["case"] == "memory"}
     assert losses == {"sum(G*C)", "y@C@y+trace(C)", "sum(sin(C))"}
     assert (tmp_path / "benchmark.png").stat().st_size > 0
