@@ -88,22 +88,29 @@ def inverse(L: jax.Array, s: jax.Array, tri_inv: _leaves.Inverter) -> tuple[jax.
 
 
 def _columns(
-    L: jax.Array, X: jax.Array, s: jax.Array, K: int, C: jax.Array | None = None
+    L: jax.Array,
+    X: jax.Array,
+    s: jax.Array,
+    K: int,
+    C: jax.Array | None = None,
+    *,
+    split: bool = True,
 ) -> jax.Array:
     """Fill block columns ``K-1, …, 0`` of ``C`` (``[..., N b, N b]``), one loop step each.
 
     ``C`` holds the trailing ``(N-K) b`` square already (zero elsewhere);
-    ``None``: nothing yet, and if the factor is large the trailing half is
-    first made by the same loop on its own (see ``SPLIT_MIN``).
+    ``None``: nothing yet, and if the factor is large (and ``split``) the
+    trailing half is first made by the same loop on its own (``SPLIT_MIN``).
     """
     N, b = X.shape[-3], X.shape[-1]
     size = N * b
     if C is None:
-        if size >= SPLIT_MIN and K == N:
+        if split and size >= SPLIT_MIN and K == N:
             # The loop runs its products over the whole C; made alone, the
-            # trailing half costs a quarter of that per step: 5n³/4 flops, not 2n³.
+            # trailing half costs a quarter of that per step: 5n³/4 flops, not
+            # 2n³. Once only: every loop is more program to compile.
             h = N // 2
-            CD = _columns(L[..., h * b :, h * b :], X[..., h:, :, :], s, N - h)
+            CD = _columns(L[..., h * b :, h * b :], X[..., h:, :, :], s, N - h, split=False)
             widths = [(0, 0)] * (L.ndim - 2) + [(h * b, 0), (h * b, 0)]
             return _columns(L, X, s, h, jnp.pad(CD, widths))
         C = jnp.zeros_like(L)
