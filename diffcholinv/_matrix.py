@@ -32,10 +32,10 @@ def mH(x: jax.Array) -> jax.Array:
     return jnp.conj(mT(x)) if jnp.iscomplexobj(x) else mT(x)
 
 
-def lower_mask(n: int, *, strict: bool = False, offset: int = 0) -> jax.Array:
-    """Boolean ``[n, n]`` mask of ``row >= col + offset`` (``>`` if ``strict``)."""
+def lower_mask(n: int, *, strict: bool = False) -> jax.Array:
+    """Boolean ``[n, n]`` mask of the lower triangle (``row >= col``; ``>`` if ``strict``)."""
     rows = lax.broadcasted_iota(jnp.int32, (n, n), 0)
-    cols = lax.broadcasted_iota(jnp.int32, (n, n), 1) + offset
+    cols = lax.broadcasted_iota(jnp.int32, (n, n), 1)
     return rows > cols if strict else rows >= cols
 
 

@@ -224,15 +224,6 @@ def _rows_matmul(A: jax.Array, B: jax.Array, plan: Plan) -> jax.Array:
     return out
 
 
-def _diagonal_blocks(L: jax.Array, parts: int) -> jax.Array:
-    """``[..., n, n]`` → ``[..., parts, s, s]``: the diagonal blocks ``L_kk``."""
-    n = L.shape[-1]
-    s = n // parts
-    b = L.reshape(*L.shape[:-2], parts, s, parts, s)
-    d = jnp.diagonal(b, axis1=-4, axis2=-2)  # [..., s, s, parts]
-    return jnp.moveaxis(d, -1, -3)
-
-
 def tri_inv_rows(L: jax.Array, plan: Plan, tri_inv: _leaves.Inverter) -> jax.Array:
     """``X = L⁻¹`` for row-sharded lower-triangular ``L``; ``X`` row-sharded.
 
@@ -241,7 +232,7 @@ def tri_inv_rows(L: jax.Array, plan: Plan, tri_inv: _leaves.Inverter) -> jax.Arr
     n = L.shape[-1]
     p = plan.parts
     s = n // p
-    D = _put(_diagonal_blocks(L, p), plan, plan.row_axes, None, None)
+    D = _put(_matrix.diagonal_blocks(L, s), plan, plan.row_axes, None, None)
     Xd = _replicated(tri_inv(D), plan, 3)  # [..., p, s, s]: one n × s panel
     row = lax.broadcasted_iota(jnp.int32, (n, 1), 0)
 
