@@ -42,6 +42,18 @@ def as_factor(L: Any) -> jax.Array:
             f"cholesky_inv: L must be an array of shape [..., n, n], got an object "
             f"of type {type(L).__name__}."
         )
+    given = getattr(L, "dtype", None)
+    if given is not None and not isinstance(L, jax.Array):
+        try:
+            given = np.dtype(given)
+        except TypeError:
+            given = None
+        if given is not None and given.name not in SUPPORTED_DTYPES and given.kind in "fc":
+            raise TypeError(
+                f"cholesky_inv: L has dtype {given.name}, which JAX cannot hold; expected one "
+                f"of {', '.join(SUPPORTED_DTYPES)}. Convert it first, e.g. "
+                f"L.astype(numpy.float64)."
+            )
     try:
         arr = jnp.asarray(L)
     except (TypeError, ValueError) as err:
@@ -58,6 +70,12 @@ def as_factor(L: Any) -> jax.Array:
         )
 
     shape = tuple(arr.shape)
+    if len(shape) >= 2 and not all(isinstance(d, (int, np.integer)) for d in shape[-2:]):
+        raise ValueError(
+            f"cholesky_inv: L has shape {shape}, whose matrix size is symbolic; the "
+            f"algorithm is chosen by the static matrix size n, so export with a concrete "
+            f"n, e.g. jax.export.symbolic_shape('b, 64, 64') (a symbolic batch works)."
+        )
     if len(shape) < 2:
         raise ValueError(
             f"cholesky_inv: L must have shape [..., n, n] (at least 2 dimensions); "
@@ -82,6 +100,12 @@ def _as_bool(name: str, value: Any, meaning: str) -> bool:
     """Return ``value`` as a Python bool; it must be a (numpy) bool."""
     if isinstance(value, (bool, np.bool_)):
         return bool(value)
+    if isinstance(value, jax.core.Tracer):
+        raise TypeError(
+            f"cholesky_inv: {name} must be a Python bool ({meaning}), known when the "
+            f"function is traced; got a traced value. Under jax.jit mark it static: "
+            f"jax.jit(cholesky_inv, static_argnames='{name}'), or close over it."
+        )
     raise TypeError(
         f"cholesky_inv: {name} must be a bool ({meaning}); got {value!r} of type "
         f"{type(value).__name__}."

@@ -104,3 +104,29 @@ def test_accepted_dtypes_keep_their_dtype(dtype):
     C = cholesky_inv(jnp.eye(2, dtype=dtype) * 2)
     assert C.dtype == jnp.dtype(dtype)
     np.testing.assert_array_equal(np.asarray(C.astype(jnp.complex64)), np.eye(2) * 0.25)
+
+
+@pytest.mark.parametrize("dtype", [np.longdouble, np.clongdouble])
+def test_extended_precision_dtype_is_named(dtype):
+    if np.dtype(dtype).name in ("float64", "complex128"):
+        pytest.skip("longdouble is float64 on this platform")
+    with pytest.raises(TypeError, match=f"L has dtype {np.dtype(dtype).name}") as e:
+        cholesky_inv(np.eye(3, dtype=dtype))
+    assert "float64" in str(e.value) and "astype" in str(e.value)
+
+
+def test_traced_upper_says_to_mark_it_static():
+    with pytest.raises(TypeError, match="static_argnames='upper'"):
+        jax.jit(cholesky_inv)(jnp.eye(3), True)
+    C = jax.jit(cholesky_inv, static_argnames="upper")(2 * jnp.eye(3), True)
+    np.testing.assert_array_equal(C, 0.25 * np.eye(3))
+
+
+def test_symbolic_matrix_size_is_a_clear_error():
+    export = pytest.importorskip("jax.export")
+    spec = jax.ShapeDtypeStruct(export.symbolic_shape("n, n"), jnp.float32)
+    with pytest.raises(ValueError, match="matrix size is symbolic"):
+        export.export(jax.jit(cholesky_inv))(spec)
+    # A symbolic batch is fine.
+    spec = jax.ShapeDtypeStruct(export.symbolic_shape("b, 5, 5"), jnp.float32)
+    export.export(jax.jit(cholesky_inv))(spec)
