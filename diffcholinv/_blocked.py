@@ -6,7 +6,8 @@ column ``k``::
     L = [[Lₖₖ, 0],     (Lₖₖ the b × b diagonal block, Bₖ the column below it,
          [Bₖ,  D]]      D the trailing factor, whose C_D = (D Dᴴ)⁻¹ is known)
 
-Then, with ``Xₖₖ = Lₖₖ⁻¹`` and ``Wₖ = Bₖ Xₖₖ`` (docs/math.md, "Forward pass")::
+Then, with ``Xₖₖ = Lₖₖ⁻¹`` and ``Wₖ = Bₖ Xₖₖ`` (derived in docs/math.md, "Blocked,
+one block column per step")::
 
     C₂₁ = -C_D Wₖ
     C₁₁ = Xₖₖᴴ Xₖₖ - Wₖᴴ C₂₁
