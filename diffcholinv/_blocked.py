@@ -22,10 +22,15 @@ the time of an unrolled recursion, and its bulk is ``n × n`` by ``n × b``
 products, which run at the machine's GEMM rate. The diagonal blocks are
 inverted all at once before the loop, as one batch (:mod:`._leaves`).
 
-The factor is rescaled by a power of two per matrix (``s L``, see
-:func:`._matrix.inverse_scale`); the scale is folded into the panels read
-from ``L`` and into the first term of ``C₁₁``, so no scaled copy of ``L``
-and no rescaling pass over ``C`` is made.
+The loop runs on ``M = D⁻¹ L``, each row of ``L`` scaled by a power of two
+(``D = diag(2ᵉ)``, see :func:`._matrix.row_exponents`), and fills
+``C_M = (M Mᴴ)⁻¹ = D C D``; one pass at the end makes ``C = D⁻¹ C_M D⁻¹``
+(docs/math.md, "Scaling"). Every step is the same arithmetic as on ``L``
+with each entry scaled by a power of two, so where nothing leaves the range
+the result is bitwise the one without scaling; ``M`` keeps every
+intermediate in range whenever ``C_M`` is, however wide the diagonal of
+``L`` spans. The scaling is folded into the panels read from ``L``, so no
+scaled copy of ``L`` is made.
 """
 
 from __future__ import annotations
@@ -63,45 +68,60 @@ def blocks(n: int) -> tuple[int, int]:
     return N, -(-n // N)
 
 
-def inverse(L: jax.Array, s: jax.Array, tri_inv: _leaves.Inverter) -> tuple[jax.Array, jax.Array]:
+def factors(L: jax.Array) -> jax.Array:
+    """``[..., N b, 4]``: :func:`._matrix.row_factors` of ``L``, padded as :func:`blocks` says.
+
+    The padding rows (of the identity) are not scaled.
+    """
+    n = L.shape[-1]
+    N, b = blocks(n)
+    e = _matrix.row_exponents(L)
+    e = jnp.pad(e, [(0, 0)] * (e.ndim - 1) + [(0, N * b - n)])
+    return _matrix.row_factors(e, L.dtype)
+
+
+def inverse(L: jax.Array, F: jax.Array, tri_inv: _leaves.Inverter) -> tuple[jax.Array, jax.Array]:
     """``(C, X)``: ``C = (L Lᴴ)⁻¹`` (bitwise Hermitian) and the inverted diagonal blocks.
 
     Args:
       L: ``[..., n, n]``, lower triangular; the strictly upper triangle may
         hold anything (it is never read).
-      s: ``[..., 1, 1]`` powers of two from :func:`._matrix.inverse_scale`.
-      tri_inv: the inverter of the ``b × b`` diagonal blocks of ``s L``.
+      F: ``[..., N b, 4]`` row factors from :func:`factors`: the loop
+        inverts ``M = D⁻¹ L``, ``D = diag(2ᵉ)``.
+      tri_inv: the inverter of the ``b × b`` diagonal blocks of ``M``.
 
     Returns:
-      ``C`` of shape ``[..., n, n]`` and ``X = (s Lₖₖ)⁻¹`` of shape
+      ``C`` of shape ``[..., n, n]`` and ``X = Mₖₖ⁻¹`` of shape
       ``[..., N, b, b]`` (padded as :func:`blocks` says), which the backward
       pass reuses.
     """
     n = L.shape[-1]
     N, b = blocks(n)
     Lp = _matrix.pad_identity(L, N * b)
-    X = tri_inv(_matrix.tril(_matrix.scale(_matrix.diagonal_blocks(Lp, b), s[..., None])))
+    Fkk = F.reshape(*F.shape[:-2], N, b, F.shape[-1])
+    X = tri_inv(_matrix.tril(_matrix.row_scale(_matrix.diagonal_blocks(Lp, b), Fkk)))
     if N == 1:
-        C, symmetric = _gram(X[..., 0, :, :])
-        C = _matrix.scale(_matrix.scale(C, s), s)
-        return (C if symmetric else _matrix.mirror_lower(C))[..., :n, :n], X
-    return _columns(Lp, X, s, N)[..., :n, :n], X
+        CM, symmetric = _gram(X[..., 0, :, :])  # (M Mᴴ)⁻¹ = M⁻ᴴ M⁻¹
+        CM = CM if symmetric else _matrix.mirror_lower(CM)
+        return _matrix.unscale(CM, F), X  # A⁻¹ = D⁻¹ (M Mᴴ)⁻¹ D⁻¹
+    return _matrix.unscale(_columns(Lp, X, F, N)[..., :n, :n], F[..., :n, :]), X
 
 
 def _columns(
     L: jax.Array,
     X: jax.Array,
-    s: jax.Array,
+    F: jax.Array,
     K: int,
     C: jax.Array | None = None,
     *,
     split: bool = True,
 ) -> jax.Array:
-    """Fill block columns ``K-1, …, 0`` of ``C`` (``[..., N b, N b]``), one loop step each.
+    """Fill block columns ``K-1, …, 0`` of ``C_M = (M Mᴴ)⁻¹`` (``[..., N b, N b]``), one step each.
 
-    ``C`` holds the trailing ``(N-K) b`` square already (zero elsewhere);
-    ``None``: nothing yet, and if the factor is large (and ``split``) the
-    trailing half is first made by the same loop on its own (``SPLIT_MIN``).
+    ``M = D⁻¹ L`` is read panel by panel (``F``: :func:`factors`). ``C``
+    holds the trailing ``(N-K) b`` square already (zero elsewhere); ``None``:
+    nothing yet, and if the factor is large (and ``split``) the trailing half
+    is first made by the same loop on its own (``SPLIT_MIN``).
     """
     N, b = X.shape[-3], X.shape[-1]
     size = N * b
@@ -111,9 +131,11 @@ def _columns(
             # trailing half costs a quarter of that per step: 5n³/4 flops, not
             # 2n³. Once only: every loop is more program to compile.
             h = N // 2
-            CD = _columns(L[..., h * b :, h * b :], X[..., h:, :, :], s, N - h, split=False)
+            CD = _columns(
+                L[..., h * b :, h * b :], X[..., h:, :, :], F[..., h * b :, :], N - h, split=False
+            )
             widths = [(0, 0)] * (L.ndim - 2) + [(h * b, 0), (h * b, 0)]
-            return _columns(L, X, s, h, jnp.pad(CD, widths))
+            return _columns(L, X, F, h, jnp.pad(CD, widths))
         C = jnp.zeros_like(L)
     below = lax.broadcasted_iota(jnp.int32, (size, 1), 0)
     zero = jnp.zeros((), L.dtype)
@@ -122,13 +144,14 @@ def _columns(
         k = K - 1 - j
         Xkk = lax.dynamic_index_in_dim(X, k, axis=-3, keepdims=False)
         Bk = lax.dynamic_slice_in_dim(L, k * b, b, axis=-1)  # block column k of L
-        # -Bₖ, the rows below Lₖₖ: the sign rides on this panel, so that no
-        # product below needs a negation pass of its own.
-        Bk = jnp.where(below >= (k + 1) * b, _matrix.scale(Bk, -s), zero)
+        # -Bₖ of M (its rows scaled by D⁻¹), the rows below Mₖₖ: the sign rides
+        # on this panel, so that no product below needs a negation pass of its own.
+        Bk = jnp.where(below >= (k + 1) * b, -_matrix.row_scale(Bk, F), zero)
         W = _matrix.matmul(Bk, Xkk)  # -Wₖ
         C21 = _matrix.matmul(C, W)  # -C_D Wₖ: C holds C_D, zero elsewhere
-        C11 = _matrix.scale(_matrix.scale(_matrix.matmul(_matrix.mH(Xkk), Xkk), s), s)
-        C11 = _matrix.mirror_lower(C11 + _matrix.matmul(_matrix.mH(W), C21))
+        C11 = _matrix.mirror_lower(
+            _matrix.matmul(_matrix.mH(Xkk), Xkk) + _matrix.matmul(_matrix.mH(W), C21)
+        )
         panel = lax.dynamic_update_slice_in_dim(C21, C11, k * b, axis=-2)
         C = lax.dynamic_update_slice_in_dim(C, panel, k * b, axis=-1)
         # The block row is the exact mirror of the block column.
@@ -163,4 +186,4 @@ def reference(L: jax.Array) -> jax.Array:
     return _matrix.mirror_lower(_matrix.matmul(_matrix.mH(Linv), Linv))
 
 
-__all__ = ["BLOCK", "blocks", "inverse", "reference"]
+__all__ = ["BLOCK", "blocks", "factors", "inverse", "reference"]

@@ -6,6 +6,8 @@ broadcast over the leading (batch) axes.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import jax
 import jax.numpy as jnp
 from jax import lax
@@ -97,45 +99,159 @@ def diagonal_blocks(L: jax.Array, b: int) -> jax.Array:
     return jnp.moveaxis(jnp.diagonal(blocks, axis1=-4, axis2=-2), -1, -3)
 
 
+def _parts(x: jax.Array, f: Callable[[jax.Array], jax.Array]) -> jax.Array:
+    """``f`` applied to ``x``, or to its real and imaginary parts apart if complex."""
+    if jnp.iscomplexobj(x):
+        return lax.complex(f(jnp.real(x)), f(jnp.imag(x)))
+    return f(x)
+
+
 def scale(x: jax.Array, s: jax.Array) -> jax.Array:
     """``x * s`` for a real ``s``; complex ``x`` scaled part by part (no ``inf * 0``)."""
-    if jnp.iscomplexobj(x):
-        return lax.complex(jnp.real(x) * s, jnp.imag(x) * s)
-    return x * s
+    return _parts(x, lambda p: p * s)
 
 
-def inverse_scale(L: jax.Array) -> jax.Array:
-    """``s = 2⁻ᵉ`` per matrix, ``[..., 1, 1]``, so that ``max |diag(s L)|`` is in ``[1/2, 1)``.
+def _layout(dtype: jnp.dtype) -> tuple[jnp.dtype, jnp.dtype, int, int, int]:
+    """``(real dtype, integer dtype of its bits, mantissa bits, exponent bias, lim)``.
 
-    The algorithms invert ``s L`` and scale back (``A⁻¹ = s² (s L (s L)ᴴ)⁻¹``),
-    exactly, since only exponents change: factors near the overflow or
-    underflow limits then give the right answer, or ±inf / 0 exactly where
-    ``A⁻¹`` itself overflows or underflows, instead of ``inf - inf = nan``
-    inside the products. ``e = 0`` where the diagonal is zero or not finite.
-    Scale back by ``s`` twice, not by ``s²``, which can be out of range.
+    ``2ᵏ`` is a normal number for every ``|k| ≤ lim``.
     """
-    real = jnp.finfo(L.dtype).dtype
-    info = jnp.finfo(real)
-    lim = info.maxexp - 2  # 2**±lim are normal numbers
-    diag = jnp.abs(jnp.diagonal(lax.stop_gradient(L), axis1=-2, axis2=-1))
-    d = jnp.max(diag, axis=-1, keepdims=True)[..., None]
-    e = jnp.clip(jnp.where(jnp.isfinite(d), jnp.frexp(d)[1], 0), -lim, lim)
-    # 2**-e from the exponent bits: exact on every backend.
+    info = jnp.finfo(dtype)
     itype = jnp.int64 if info.bits == 64 else jnp.int32
-    bits = ((info.maxexp - 1) - e.astype(itype)) << info.nmant
-    return lax.bitcast_convert_type(bits, real)
+    return info.dtype, jnp.dtype(itype), int(info.nmant), int(info.maxexp) - 1, int(info.maxexp) - 2
+
+
+def _pow2(k: jax.Array, dtype: jnp.dtype) -> jax.Array:
+    """``2ᵏ`` from the exponent bits, for integer ``k`` in the normal range: exact everywhere."""
+    real, itype, nmant, bias, _ = _layout(dtype)
+    return lax.bitcast_convert_type((k.astype(itype) + bias) << nmant, real)
+
+
+def row_exponents(L: jax.Array) -> jax.Array:
+    """Row exponents ``e``, ``[..., n]`` int32: ``L = D M``, ``D = diag(2ᵉ)``, ``|Mᵢᵢ|`` in ``[1, 2)``.
+
+    The algorithms invert ``M = D⁻¹ L`` and scale back, ``A⁻¹ = D⁻¹ (M Mᴴ)⁻¹ D⁻¹``
+    (docs/math.md, "Scaling"): exact, since only exponents change, and every
+    intermediate of ``M`` is in range whenever ``(M Mᴴ)⁻¹`` is, however wide
+    the diagonal of ``L`` spans. ``eᵢ`` is read from the bits of ``Lᵢᵢ``, not
+    from ``frexp``: XLA:CPU treats subnormal inputs as zero, so no floating
+    operation sees a subnormal. ``eᵢ`` is clamped to ``[lo, lim]`` so that
+    ``2^±eᵢ`` and half of ``eᵢ + eⱼ`` are normal numbers: a subnormal
+    ``Lᵢᵢ`` (or one below ``2^lo``) gets ``lo = nmant + 1 - lim``, which makes
+    ``Mᵢᵢ`` normal however small ``Lᵢᵢ`` is and leaves the off-diagonal
+    entries of the row ``2^(maxexp - lo)`` of room. ``eᵢ = 0`` where ``Lᵢᵢ``
+    is zero, inf or nan: that row is not scaled. For complex ``L`` the larger
+    of ``|Re Lᵢᵢ|``, ``|Im Lᵢᵢ|`` sets ``eᵢ``; any power of two near ``|Lᵢᵢ|``
+    would do.
+    """
+    _, itype, nmant, bias, lim = _layout(L.dtype)
+    diag = jnp.diagonal(lax.stop_gradient(L), axis1=-2, axis2=-1)
+    sign = jnp.array(-1, itype) ^ (jnp.array(1, itype) << (8 * itype.itemsize - 1))
+
+    def bits(p: jax.Array) -> jax.Array:
+        return lax.bitcast_convert_type(p, itype) & sign  # |p|, as integer bits
+
+    u = (
+        jnp.maximum(bits(jnp.real(diag)), bits(jnp.imag(diag)))
+        if jnp.iscomplexobj(L)
+        else bits(diag)
+    )
+    biased = u >> nmant
+    e = jnp.clip(biased - bias, nmant + 1 - lim, lim)  # a subnormal has biased = 0: e = lo
+    e = jnp.where((u == 0) | (biased == 2 * bias + 1), 0, e)
+    return e.astype(jnp.int32)
+
+
+def row_factors(e: jax.Array, dtype: jnp.dtype) -> jax.Array:
+    """``[..., m, 4]``: per row ``2^-e``, ``2^(emin-e)`` (``0`` if ``e > 0``), ``2^-p``, ``2^-q``.
+
+    What :func:`row_scale`, :func:`column_scale` and :func:`unscale` need,
+    for the row exponents ``e`` of :func:`row_exponents` (``p = ⌊e/2⌋``,
+    ``q = e - p``). Each is ``1 / 2ᵏ`` for a normal ``2ᵏ``, exact: a
+    division, which XLA does not copy into the ``n²`` entries each factor
+    scales, so the factors are made once, in one small fusion.
+    """
+    real, _, _, bias, _ = _layout(dtype)
+    emin = 1 - bias
+    p = e >> 1
+    c = jnp.where(e <= 0, _pow2(jnp.minimum(e - emin, -emin), real), jnp.array(jnp.inf, real))
+    powers = jnp.stack([_pow2(e, real), c, _pow2(p, real), _pow2(e - p, real)], axis=-1)
+    return 1 / powers
+
+
+@jax.custom_jvp
+def row_scale(x: jax.Array, factors: jax.Array) -> jax.Array:
+    """``D⁻¹ x``: row ``i`` of ``x`` (``[..., m, k]``) times ``2^-eᵢ``, exactly.
+
+    ``factors``: ``[..., m, 4]`` from :func:`row_factors`. Subnormal entries
+    are scaled exactly too, without a floating operation on them (XLA:CPU
+    would read them as zero): with the exponent field of a subnormal ``x``
+    set to 1, ``y = x ± 2^emin`` is normal, and ``x 2^-e = y 2^-e ∓
+    2^(emin-e)``, both terms normal and their difference exact (it is
+    representable). A result below the normal range is flushed to zero, as
+    XLA:CPU does.
+    """
+    real, itype, nmant, bias, _ = _layout(x.dtype)
+    r, c = factors[..., 0:1], factors[..., 1:2]
+    exponent = jnp.array(2 * bias + 1, itype) << nmant
+    implicit = jnp.array(1, itype) << nmant
+
+    def part(p: jax.Array) -> jax.Array:
+        u = lax.bitcast_convert_type(p, itype)
+        tiny = (u & exponent) == 0  # zero or subnormal
+        y = lax.bitcast_convert_type(u | implicit, real)
+        return jnp.where(tiny, y * r - jnp.copysign(c, y), p * r)
+
+    return _parts(x, part)
+
+
+@row_scale.defjvp
+def _row_scale_jvp(
+    primals: tuple[jax.Array, jax.Array], tangents: tuple[jax.Array, jax.Array]
+) -> tuple[jax.Array, jax.Array]:
+    # Linear in x: the tangent is scaled like x (the bit operations above
+    # have no derivative, and would give zeros and subnormals none); the
+    # factors are constant in L.
+    x, factors = primals
+    return row_scale(x, factors), scale(tangents[0], factors[..., 0:1])
+
+
+def column_scale(x: jax.Array, factors: jax.Array) -> jax.Array:
+    """``x D⁻¹``: column ``j`` of ``x`` times ``2^-eⱼ`` (normal entries; see :func:`row_scale`)."""
+    return scale(x, mT(factors[..., 0:1]))
+
+
+def unscale(C: jax.Array, factors: jax.Array) -> jax.Array:
+    """``D⁻¹ C D⁻¹``: entry ``(i, j)`` of ``C`` (``[..., n, n]``) times ``2^-(eᵢ+eⱼ)``.
+
+    Applied as two normal halves, ``2^-(pᵢ+pⱼ)`` then ``2^-(qᵢ+qⱼ)`` with
+    ``pᵢ = ⌊eᵢ/2⌋`` and ``qᵢ = eᵢ - pᵢ`` (``factors`` from :func:`row_factors`):
+    the value half-way is in range whenever both ends are, so the result is
+    exact where it is in range and ±inf or 0 exactly where it is not
+    (``2^-(eᵢ+eⱼ)`` itself may not be a float). Entries ``(i, j)`` and
+    ``(j, i)`` get the same factors in the same order: a Hermitian ``C``
+    stays bitwise Hermitian.
+    """
+    hp, hq = factors[..., 2], factors[..., 3]
+    first = hp[..., :, None] * hp[..., None, :]
+    second = hq[..., :, None] * hq[..., None, :]
+    return _parts(C, lambda x: x * first * second)
 
 
 __all__ = [
+    "column_scale",
     "diagonal_blocks",
     "identity_like",
-    "inverse_scale",
     "lower_mask",
     "mH",
     "mT",
     "matmul",
     "mirror_lower",
     "pad_identity",
+    "row_exponents",
+    "row_factors",
+    "row_scale",
     "scale",
     "tril",
+    "unscale",
 ]

@@ -298,19 +298,20 @@ cholinv_lower_rows.defvjp(_fwd, _bwd)
 def cholesky_inv(L: jax.Array, plan: Plan, method: str) -> jax.Array:
     """``(L Lᴴ)⁻¹`` for lower ``L`` placed as ``plan`` says (its upper triangle is not read).
 
-    Rescaled by a power of two per matrix like the single-device op
-    (:func:`._matrix.inverse_scale`). On a mesh with explicit axes the
-    computation runs with them auto (``jax.sharding.auto_axes``), so that the
+    Rows rescaled by powers of two like the single-device op
+    (:func:`._matrix.row_exponents`): ``M = D⁻¹ L`` is inverted and
+    ``D⁻¹ (M Mᴴ)⁻¹ D⁻¹`` returned, differentiated through as plain jax.
+    On a mesh with explicit axes the computation runs with them auto (``jax.sharding.auto_axes``), so that the
     partitioner places the intermediates as the sharding constraints of this
     module say; the result gets the input's sharding.
     """
 
     def run(L: jax.Array) -> jax.Array:
         L = _matrix.tril(L)
-        s = _matrix.inverse_scale(L)
+        F = _matrix.row_factors(_matrix.row_exponents(L), L.dtype)
         tri_inv = _leaves.for_method(method, L.shape[-1] // plan.parts, L.dtype, looped=False)
-        C = cholinv_lower_rows(_matrix.scale(L, s), plan, tri_inv)
-        return _matrix.scale(_matrix.scale(C, s), s)
+        C = cholinv_lower_rows(_matrix.row_scale(L, F), plan, tri_inv)
+        return _matrix.unscale(C, F)
 
     if not plan.explicit:
         return run(L)

@@ -40,23 +40,23 @@ Residuals = tuple[jax.Array, jax.Array, jax.Array, jax.Array]
 
 
 def _fwd(L: jax.Array, method: str) -> tuple[jax.Array, Residuals]:
-    s = _matrix.inverse_scale(L)
+    F = _blocked.factors(L)  # L = D M, D = diag(2ᵉ): piecewise constant, no gradient
     N, b = _blocked.blocks(L.shape[-1])
     tri_inv = _leaves.for_method(method, b, L.dtype, looped=N > 1)
-    C, X = _blocked.inverse(L, s, tri_inv)
-    return C, (L, s, C, X)
+    C, X = _blocked.inverse(L, F, tri_inv)
+    return C, (L, F, C, X)
 
 
 def _bwd(method: str, res: Residuals, g: jax.Array) -> tuple[jax.Array]:
-    L, s, C, X = res
-    Z = tril_product(L, s, C, jnp.conj(g), X)  # -tril(C S L⁻ᴴ), S = conj(Ḡ + Ḡᴴ)
+    L, F, C, X = res
+    Z = tril_product(L, F, C, jnp.conj(g), X)  # -tril(C S L⁻ᴴ), S = conj(Ḡ + Ḡᴴ)
     return (jnp.conj(Z),)
 
 
 cholinv_lower.defvjp(_fwd, _bwd)
 
 
-def tril_product(L: jax.Array, s: jax.Array, C: jax.Array, g: jax.Array, X: jax.Array) -> jax.Array:
+def tril_product(L: jax.Array, F: jax.Array, C: jax.Array, g: jax.Array, X: jax.Array) -> jax.Array:
     """``-tril(C S L⁻ᴴ)`` with ``S = g + gᴴ``, from ``L``, ``C`` and the inverted diagonal blocks.
 
     ``Y = C S L⁻ᴴ`` solves ``Y Lᴴ = C S``. Block column ``k`` of that
@@ -73,9 +73,16 @@ def tril_product(L: jax.Array, s: jax.Array, C: jax.Array, g: jax.Array, X: jax.
     is built from a column and a row panel of ``g``, never as a whole
     matrix.
 
-    The forward pass inverted ``s L``; with ``L = (s L) / s``,
-    ``Lₖₖ⁻ᴴ = s Xₖₖᴴ`` and ``Lₖⱼᴴ = (s Lₖⱼ)ᴴ / s``, so the scale enters once,
-    on ``S[:, k]``, and the panels of ``L`` are read as ``s L``.
+    The forward pass inverted ``M = D⁻¹ L`` (``D = diag(2ᵉ)``, real, constant
+    in ``L``; ``F``: its row factors, :func:`._blocked.factors`):
+    ``Xₖₖ = Mₖₖ⁻¹``. With ``L = D M``, ``Lₖⱼᴴ = Mₖⱼᴴ Dₖ`` and
+    ``Lₖₖ⁻ᴴ = Dₖ⁻¹ Mₖₖ⁻ᴴ``, so the equation above, multiplied by ``Dₖ⁻¹`` on
+    the right, is ``Σ_{j ≤ k} Y[:, j] Mₖⱼᴴ = C S[:, k] Dₖ⁻¹``: the same loop on
+    ``M`` with ``S D⁻¹`` for ``S``, and ``Y`` itself is unchanged. ``D``
+    enters once, on the columns of ``S[:, k]``, and the panels of ``L`` are
+    read as ``M`` (the same exact row scaling as the forward pass). Every
+    product is then the unscaled one times a power of two per term, so where
+    nothing leaves the range the gradient is bitwise the unscaled one.
     """
     n = L.shape[-1]
     N, b = _blocked.blocks(n)
@@ -85,18 +92,20 @@ def tril_product(L: jax.Array, s: jax.Array, C: jax.Array, g: jax.Array, X: jax.
         L, C, g = _matrix.pad_identity(L, size), jnp.pad(C, widths), jnp.pad(g, widths)
     zero = jnp.zeros((), C.dtype)
     if N == 1:
+        # Y = C S L⁻ᴴ = (C (S D⁻¹)) M⁻ᴴ, as L⁻ᴴ = D⁻¹ M⁻ᴴ and X = M⁻¹.
         Y = _matrix.matmul(
-            _matrix.matmul(C, _matrix.scale(g + _matrix.mH(g), s)), _matrix.mH(X[..., 0, :, :])
+            _matrix.matmul(C, _matrix.column_scale(g + _matrix.mH(g), F)),
+            _matrix.mH(X[..., 0, :, :]),
         )
         return jnp.where(_matrix.lower_mask(n), -Y, zero)[..., :n, :n]
     if size < _blocked.SPLIT_MIN:
-        return _solve_columns(L, X, s, C, g, 0, N)[..., :n, :n]
+        return _solve_columns(L, X, F, C, g, 0, N)[..., :n, :n]
     # Block columns right of h only have rows ≥ h in the lower triangle: made
     # in a second loop over those rows alone, 5n³/2 flops instead of 4n³.
     K = N // 2
     h = K * b
-    ZA = _solve_columns(L, X, s, C, g, 0, K)
-    ZB = _solve_columns(L, X, s, C[..., h:, :], g, K, N, ZA[..., h:, :])
+    ZA = _solve_columns(L, X, F, C, g, 0, K)
+    ZB = _solve_columns(L, X, F, C[..., h:, :], g, K, N, ZA[..., h:, :])
     above = jnp.zeros_like(ZB[..., :h, :])  # zeros_like keeps the batch sharding
     Z = jnp.concatenate([ZA, jnp.concatenate([above, ZB], axis=-2)], axis=-1)
     return Z[..., :n, :n]
@@ -105,7 +114,7 @@ def tril_product(L: jax.Array, s: jax.Array, C: jax.Array, g: jax.Array, X: jax.
 def _solve_columns(
     L: jax.Array,
     X: jax.Array,
-    s: jax.Array,
+    F: jax.Array,
     C: jax.Array,
     g: jax.Array,
     k0: int,
@@ -130,10 +139,15 @@ def _solve_columns(
         k = k0 + j
         Xkk = lax.dynamic_index_in_dim(X, k, axis=-3, keepdims=False)
         gk = lax.dynamic_slice_in_dim(g, k * b, b, axis=-1)
-        Sk = _matrix.scale(gk + _matrix.mH(lax.dynamic_slice_in_dim(g, k * b, b, axis=-2)), s)
-        Lk = lax.dynamic_slice_in_dim(L, k * b, b, axis=-2)  # block row k of L
-        Lk = _matrix.mH(jnp.where(left < k * b, _matrix.scale(Lk, s), zero))  # Lₖⱼᴴ, j < k
-        # Y[:, k] = (C S[:, k] - Y[:, :k] Lₖⱼᴴ) Lₖₖ⁻ᴴ, with Z = -Y so far.
+        Fk = lax.dynamic_slice_in_dim(F, k * b, b, axis=-2)  # the row factors of block row k
+        # S[:, k] Dₖ⁻¹: the columns of the panel of S scaled.
+        Sk = _matrix.column_scale(
+            gk + _matrix.mH(lax.dynamic_slice_in_dim(g, k * b, b, axis=-2)), Fk
+        )
+        Lk = lax.dynamic_slice_in_dim(L, k * b, b, axis=-2)
+        Lk = _matrix.row_scale(Lk, Fk)  # Mₖ: block row k of M = D⁻¹ L
+        Lk = _matrix.mH(jnp.where(left < k * b, Lk, zero))  # Mₖⱼᴴ, j < k
+        # Y[:, k] = (C S[:, k] Dₖ⁻¹ - Y[:, :k] Mₖⱼᴴ) Mₖₖ⁻ᴴ, with Z = -Y so far.
         R = _matrix.matmul(C, Sk) + _matrix.matmul(Z, Lk[..., k0 * b : k1 * b, :])
         if Zleft is not None:
             R = R + _matrix.matmul(Zleft, Lk[..., : k0 * b, :])

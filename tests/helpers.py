@@ -7,6 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import mpmath
 import numpy as np
 
 # Relative tolerances (to max |A⁻¹|) for well-conditioned inputs (kappa(A) < ~50),
@@ -51,6 +52,70 @@ def assert_close_rel(actual: object, expected: np.ndarray, dtype: object) -> Non
     err = float(np.max(np.abs(a - expected))) if expected.size else 0.0
     tol = tolerance(dtype)
     assert err <= tol * scale, f"max error {err:.3e} > {tol:.1e} * {scale:.3e}"
+
+
+def exact_inverse(L: np.ndarray, dtype: object) -> tuple[np.ndarray, np.ndarray]:
+    """``A⁻¹ = L⁻ᴴ L⁻¹`` of the lower factor exactly as given, in mpmath, rounded to ``dtype``.
+
+    Also ``k``: ``2^kᵢ ≈ √|A⁻¹ᵢᵢ|``, the scale of row and column ``i`` of
+    ``A⁻¹`` (an integer, so that it is not limited to the range of a float).
+
+    mpmath has an unbounded exponent range, so the reference holds the true
+    value where ``A⁻¹`` is far beyond the range of ``dtype``: it rounds to
+    ±inf where ``A⁻¹`` overflows and to 0 (or a subnormal) where it
+    underflows. ``L⁻¹`` by forward substitution (componentwise accurate,
+    whatever the scaling of the rows), with 300 bits; real and imaginary
+    parts are rounded apart. One matrix, ``[n, n]``.
+    """
+    n = L.shape[-1]
+    with mpmath.workprec(300):
+        real = not np.iscomplexobj(L)
+        Lm = [
+            [
+                mpmath.mpf(float(L[i, j])) if real else mpmath.mpc(complex(L[i, j]))
+                for j in range(i + 1)
+            ]
+            for i in range(n)
+        ]
+        X = [[mpmath.mpf(0)] * n for _ in range(n)]
+        for i in range(n):
+            for j in range(i + 1):
+                acc = mpmath.mpf(1 if i == j else 0) - mpmath.fsum(
+                    Lm[i][k] * X[k][j] for k in range(j, i)
+                )
+                X[i][j] = acc / Lm[i][i]
+        C = np.empty((n, n), np.complex128)
+        scale = np.zeros(n, np.int64)
+        for i in range(n):
+            for j in range(n):
+                c = mpmath.fsum(mpmath.conj(X[k][i]) * X[k][j] for k in range(max(i, j), n))
+                C[i, j] = complex(float(mpmath.re(c)), float(mpmath.im(c)))
+                if i == j and c != 0 and mpmath.isfinite(c):
+                    scale[i] = int(mpmath.nint(mpmath.log(abs(c), 2) / 2))
+    with np.errstate(over="ignore", under="ignore"):
+        out = C.astype(np.result_type(np.dtype(dtype), np.complex64))
+    return (out if np.iscomplexobj(np.empty(0, np.dtype(dtype))) else out.real), scale
+
+
+def assert_edges(
+    C: np.ndarray, ref: np.ndarray, k: np.ndarray, dtype: str, rtol: float | None = None
+) -> None:
+    """No nan; ±inf exactly where ``ref`` overflows; 0 or subnormal where it underflows;
+    elsewhere each entry within ``rtol`` of ``ref`` relative to its row's and column's scale
+    ``2^(kᵢ+kⱼ)`` (:func:`exact_inverse`: the size of entry (i, j) of a well-scaled ``A⁻¹``)."""
+    info = np.finfo(np.dtype(dtype))
+    rtol = 10 * tolerance(dtype) if rtol is None else rtol
+    C, ref = np.asarray(C), np.asarray(ref)
+    assert not np.any(np.isnan(C)), np.argwhere(np.isnan(C))
+    for part in (np.real, np.imag):
+        c, r = part(C).astype(np.float64), part(ref).astype(np.float64)
+        big, tiny = np.isinf(r), np.abs(r) < info.tiny
+        np.testing.assert_array_equal(c[big], r[big])
+        assert np.all(np.abs(c[tiny]) <= info.tiny)
+        with np.errstate(over="ignore", under="ignore", invalid="ignore"):
+            err = np.abs(np.ldexp(np.ldexp(c - r, -k[:, None]), -k[None, :]))
+        ok = ~big & ~tiny
+        assert np.all(err[ok] <= rtol), float(np.max(err[ok], initial=0))
 
 
 def run_on_eight_devices(script: Path, *args: str) -> subprocess.CompletedProcess[str]:

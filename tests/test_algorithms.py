@@ -37,7 +37,7 @@ def _tol(dtype):
 
 def _run_inverse(L, tri_inv=_leaves.solve):
     def f(x):
-        C, _ = _blocked.inverse(x, _matrix.inverse_scale(x), tri_inv)
+        C, _ = _blocked.inverse(x, _blocked.factors(x), tri_inv)
         return C
 
     return np.asarray(jax.jit(f)(jnp.asarray(L)))
@@ -99,10 +99,10 @@ def _check_backward(rng, L, dtype):
     g = g.astype(dtype)
 
     def f(L, g):
-        s = _matrix.inverse_scale(L)
+        F = _blocked.factors(L)
         N, b = _blocked.blocks(n)
-        C, X = _blocked.inverse(L, s, _leaves.for_method("auto", b, L.dtype, looped=N > 1))
-        return _vjp.tril_product(L, s, C, g, X)
+        C, X = _blocked.inverse(L, F, _leaves.for_method("auto", b, L.dtype, looped=N > 1))
+        return _vjp.tril_product(L, F, C, g, X)
 
     Z = np.asarray(jax.jit(f)(jnp.asarray(L), jnp.asarray(g)))
     Lc = np.asarray(L, np.complex128)

@@ -13,7 +13,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from helpers import spd_factor
+import scipy.linalg
+from helpers import assert_edges, exact_inverse, spd_factor, tolerance
 from jax.experimental import checkify
 
 from diffcholinv import _validate, cholesky_inv
@@ -100,6 +101,103 @@ def test_extreme_scale_matches_unscaled_bitwise(rng, s):
     p = 2.0**k
     C = np.asarray(cholesky_inv(L * p))
     np.testing.assert_array_equal(C, np.asarray(cholesky_inv(L)) / p / p)
+
+
+# ---- the edges of the range: subnormal diagonals, wide diagonal spans -------
+# References: mpmath (unbounded exponent range) for the exact A⁻¹ of the factor
+# as given, and scipy's cho_solve where it is in range.
+
+
+@pytest.mark.parametrize(
+    ("diag", "dtype", "expected"),
+    [
+        # What main gave: [[nan, nan], [nan, inf]] (XLA:CPU reads 1e-310 as 0).
+        ((2.0, 1e-310), "float64", [[0.25, 0.0], [0.0, np.inf]]),
+        ((2.0, 1e-40), "float32", [[0.25, 0.0], [0.0, np.inf]]),
+        # What main gave: all nan.
+        ((1e-310,) * 3, "float64", np.diag([np.inf] * 3)),
+        # One scale per matrix pushed the small end out of range: main gave
+        # [[1e-200, 0], [0, inf]], float32 inf for 1e16, and inf for 1.
+        ((1e100, 1e-60), "float64", [[1e-200, 0.0], [0.0, 1e120]]),
+        ((1e12, 1e-8), "float32", [[1e-24, 0.0], [0.0, 1e16]]),
+        ((1e154, 1.0), "float64", [[1e-308, 0.0], [0.0, 1.0]]),
+    ],
+)
+def test_edge_diagonals_reproducers(diag, dtype, expected):
+    L = np.diag(np.array(diag, dtype))
+    C = np.asarray(cholesky_inv(L))
+    ref, k = exact_inverse(L, dtype)
+    assert_edges(C, ref, k, dtype)
+    assert_edges(C, np.asarray(expected, dtype), k, dtype)  # the values the issue names
+    if np.all(np.isfinite(ref)) and dtype == "float64":  # in range: what cho_solve gives
+        cs = scipy.linalg.cho_solve((L, True), np.eye(len(diag)))
+        np.testing.assert_allclose(np.diag(C), np.diag(cs), rtol=1e-15, atol=np.finfo(dtype).tiny)
+
+
+def test_one_subnormal_on_the_diagonal_of_a_dense_factor():
+    # L with L[i, i] = δ = 1e-310, i = 5, n = 12. Exactly (split L at i):
+    # A⁻¹ = K + (1/δ) R + (1/δ²) S, with K the inverse Gram matrix of the
+    # trailing factor (rows and columns > i) and S non-zero on rows and
+    # columns ≤ i only. So the top-left (i + 1)² block overflows (|A⁻¹| ~
+    # 1e620), the trailing block (rows and columns > i) is finite and does
+    # not depend on δ, and the rest is ~1e310 times O(1) coefficients: some
+    # finite, some beyond the range (mpmath says which). Row and column i
+    # are made from column i of L⁻¹, in range once row i is scaled; the
+    # entries with one index < i and the other > i need entries of L⁻¹
+    # (~1/δ) that no float holds, however the rows are scaled, and are not
+    # asserted (docs/robustness.md). What main gave: nan in all 144.
+    i, n = 5, 12
+    L = spd_factor(np.random.default_rng(0), (), n)
+    L[i, i] = 1e-310
+    C = np.asarray(cholesky_inv(L))
+    ref, k = exact_inverse(L, "float64")
+    assert np.all(np.isinf(ref[: i + 1, : i + 1]))
+    assert np.all(np.isfinite(ref[i + 1 :, i + 1 :]))
+    assert_edges(C[i:, i:], ref[i:, i:], k[i:], "float64")
+
+
+@pytest.mark.parametrize(
+    ("dtype", "span"), [("float64", 150), ("float32", 18), ("complex128", 150)]
+)
+@pytest.mark.parametrize("n", [12, 70])
+def test_wide_diagonal_span_matches_mpmath(dtype, span, n):
+    # A = D B D with B well-conditioned and D from 1e-span to 1e+span: main's
+    # one scale per matrix gave inf or 0 at one end. n = 70 takes the loop.
+    rng = np.random.default_rng(n)
+    Lb = spd_factor(rng, (), n)
+    if dtype.startswith("complex"):
+        Lb = Lb + 0.3j * np.tril(rng.standard_normal((n, n)), -1)
+    d = 10.0 ** rng.permutation(np.linspace(-span, span, n))
+    L = (d[:, None] * Lb).astype(dtype)
+    C = np.asarray(cholesky_inv(L))
+    assert_edges(C, *exact_inverse(L, dtype), dtype)
+    np.testing.assert_array_equal(C, np.conj(C.T))
+
+
+@pytest.mark.parametrize(("dtype", "k"), [("float64", 400), ("float32", 40), ("complex128", 400)])
+@pytest.mark.parametrize("n", [6, 70])
+def test_gradient_under_row_scaling(rng, dtype, k, n):
+    # L → D L with D = diag(2^kᵢ), |kᵢ| ≤ k: A⁻¹ → D⁻¹ A⁻¹ D⁻¹ and, for the
+    # cotangent D Ḡ D, L̄ → D⁻¹ L̄ (L̄ = -tril(C S L⁻ᴴ)). Only exponents change:
+    # the same values, at a span where forming L⁻¹ or A would overflow.
+    L = spd_factor(rng, (), n)
+    G = rng.standard_normal((n, n))
+    if dtype.startswith("complex"):
+        L = L + 0.3j * np.tril(rng.standard_normal((n, n)), -1)
+        G = G + 1j * rng.standard_normal((n, n))
+    L, G = L.astype(dtype), G.astype(dtype)
+    p = 2.0 ** rng.integers(-k, k + 1, n)
+    Ls, Gs = (p[:, None] * L).astype(dtype), (p[:, None] * G * p[None, :]).astype(dtype)
+
+    def vjp(L, G):
+        return jax.vjp(cholesky_inv, L)[1](G)[0]
+
+    g, gs = np.asarray(jax.jit(vjp)(L, G)), np.asarray(jax.jit(vjp)(Ls, Gs))
+    assert np.all(np.isfinite(gs))
+    scaled_back = gs * p[:, None]
+    np.testing.assert_allclose(scaled_back, g, rtol=tolerance(dtype), atol=0)
+    Cs = np.asarray(cholesky_inv(Ls))
+    np.testing.assert_array_equal(Cs * p[:, None] * p[None, :], np.asarray(cholesky_inv(L)))
 
 
 # ---- singular and non-finite input ----------------------------------------

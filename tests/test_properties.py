@@ -1,5 +1,6 @@
 """Property-based tests (hypothesis): random shapes, dtypes, ``upper``, conditioning,
-junk in the unread triangle and ``vmap`` axes.
+junk in the unread triangle and ``vmap`` axes; diagonals at the edges of the range
+(subnormal, near overflow, spanning most of the exponent range).
 
 Profiles (tests/conftest.py): "ci" by default (fixed seed, bounded example
 count); ``--hypothesis-profile=long`` for many more random examples.
@@ -12,6 +13,7 @@ from dataclasses import dataclass
 import jax
 import jax.numpy as jnp
 import numpy as np
+from helpers import assert_edges, exact_inverse
 from hypothesis import given, note
 from hypothesis import strategies as st
 
@@ -160,3 +162,53 @@ def test_gradient_zero_on_unread_triangle(case: Case):
     if F.size and case.kappa < 1e3:
         gg = np.asarray(g.astype(jnp.complex128))
         assert np.all(np.isfinite(gg))
+
+
+# ---- the edges of the range ---------------------------------------------------
+# log10 of the row scales drawn per dtype: subnormal, near overflow (leaving room
+# for |L_ij| ≤ 4 |d_i|), and the normal range between.
+EDGE_DTYPES = ("float64", "float32", "complex128")
+EDGE_LOG10 = {
+    "float64": {"subnormal": (-323.0, -308.5), "huge": (300.0, 307.5), "normal": (-300.0, 300.0)},
+    "float32": {"subnormal": (-44.5, -38.5), "huge": (34.0, 37.5), "normal": (-36.0, 36.0)},
+}
+
+
+@st.composite
+def edge_cases(draw: st.DrawFn, max_n: int = 10) -> tuple[np.ndarray, str, bool]:
+    """``L = D Lb``: a well-conditioned factor ``Lb`` with its rows scaled by ``D``.
+
+    Each diagonal entry of ``D`` is drawn from the subnormal range, from near
+    overflow or from anywhere in the normal range, so one factor can hold all
+    three, and its diagonal can span the whole exponent range. ``A⁻¹ =
+    D⁻¹ (Lb Lbᴴ)⁻¹ D⁻¹`` then has entries that overflow, underflow and are in
+    range side by side.
+    """
+    dtype = draw(st.sampled_from(EDGE_DTYPES))
+    n = draw(st.integers(1, max_n))
+    upper = draw(st.booleans())
+    ranges = EDGE_LOG10["float32" if dtype == "float32" else "float64"]
+    kinds = draw(st.lists(st.sampled_from(list(ranges)), min_size=n, max_size=n))
+    logs = [draw(st.floats(*ranges[k]), label=f"log10 d[{i}] ({k})") for i, k in enumerate(kinds)]
+    seed = draw(st.integers(0, 2**32 - 1))
+    rng = np.random.default_rng(seed)
+    X = rng.standard_normal((n, n))
+    Lb = np.linalg.cholesky(X @ X.T / n + np.eye(n))
+    if dtype.startswith("complex"):
+        Lb = Lb + 0.3j * np.tril(rng.standard_normal((n, n)), -1)
+    with np.errstate(under="ignore"):
+        d = 10.0 ** np.array(logs)
+        L = (d[:, None] * Lb).astype(dtype)
+    note(f"dtype={dtype} n={n} upper={upper} kinds={kinds}")
+    return L, dtype, upper
+
+
+@given(edge_cases())
+def test_edges_of_the_range(case: tuple[np.ndarray, str, bool]):
+    # No nan, ±inf exactly where the exact A⁻¹ (mpmath) overflows, 0 where it
+    # underflows, the right value elsewhere; bitwise Hermitian.
+    L, dtype, upper = case
+    F = np.conj(L.T) if upper else L
+    C = np.asarray(cholesky_inv(F, upper=upper))
+    assert_edges(C, *exact_inverse(L, dtype), dtype)
+    np.testing.assert_array_equal(C, np.conj(C.T))
