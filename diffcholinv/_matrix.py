@@ -128,7 +128,7 @@ def _pow2(k: jax.Array, dtype: jnp.dtype) -> jax.Array:
 
 
 def row_exponents(L: jax.Array) -> jax.Array:
-    """Row exponents ``e``, ``[..., n]`` int32: ``L = D M``, ``D = diag(2ᵉ)``, ``|Mᵢᵢ|`` in ``[1, 2)``.
+    """Row exponents ``e`` (``[..., n]``, int32): ``L = D M``, ``D = diag(2ᵉ)``, ``|Mᵢᵢ| ≈ 1``.
 
     The algorithms invert ``M = D⁻¹ L`` and scale back, ``A⁻¹ = D⁻¹ (M Mᴴ)⁻¹ D⁻¹``
     (docs/math.md, "Scaling"): exact, since only exponents change, and every

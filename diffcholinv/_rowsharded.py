@@ -301,9 +301,10 @@ def cholesky_inv(L: jax.Array, plan: Plan, method: str) -> jax.Array:
     Rows rescaled by powers of two like the single-device op
     (:func:`._matrix.row_exponents`): ``M = D⁻¹ L`` is inverted and
     ``D⁻¹ (M Mᴴ)⁻¹ D⁻¹`` returned, differentiated through as plain jax.
-    On a mesh with explicit axes the computation runs with them auto (``jax.sharding.auto_axes``), so that the
-    partitioner places the intermediates as the sharding constraints of this
-    module say; the result gets the input's sharding.
+    On a mesh with explicit axes the computation runs with them auto
+    (``jax.sharding.auto_axes``), so that the partitioner places the
+    intermediates as the sharding constraints of this module say; the result
+    gets the input's sharding.
     """
 
     def run(L: jax.Array) -> jax.Array:
