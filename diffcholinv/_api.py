@@ -49,9 +49,11 @@ def cholesky_inv(
     the named triangle of ``L`` is read; the other may hold anything (nan
     included) and gets a zero gradient. The result is exactly (bitwise)
     symmetric, Hermitian with a real diagonal for complex dtypes, and has the
-    dtype of ``L``. Each matrix is rescaled by a power of two internally, so
-    factors near the overflow or underflow limits give the right answer, or
-    ±inf / 0 exactly where ``A⁻¹`` itself overflows or underflows.
+    dtype of ``L``. Each row of ``L`` is rescaled by a power of two internally
+    (exactly, subnormals included), so factors near the overflow or underflow
+    limits, or whose diagonal spans most of the exponent range, give the
+    right answer, or ±inf / 0 exactly where ``A⁻¹`` itself overflows or
+    underflows.
 
     The op is a ``jax.custom_vjp`` function with an analytic backward pass
     (``L̄ = -tril(C S L⁻ᴴ)`` with ``C = A⁻¹``, ``S = Ḡ + Ḡᴴ``, conjugated per
