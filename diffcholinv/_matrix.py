@@ -192,15 +192,17 @@ def row_scale(x: jax.Array, factors: jax.Array) -> jax.Array:
     XLA:CPU does.
     """
     real, itype, nmant, bias, _ = _layout(x.dtype)
-    r, c = factors[..., 0:1], factors[..., 1:2]
+    r, c = factors[..., 0:1], lax.bitcast_convert_type(factors[..., 1:2], itype)
     exponent = jnp.array(2 * bias + 1, itype) << nmant
     implicit = jnp.array(1, itype) << nmant
+    sign = jnp.array(1, itype) << (8 * itype.itemsize - 1)
 
     def part(p: jax.Array) -> jax.Array:
         u = lax.bitcast_convert_type(p, itype)
         tiny = (u & exponent) == 0  # zero or subnormal
         y = lax.bitcast_convert_type(u | implicit, real)
-        return jnp.where(tiny, y * r - jnp.copysign(c, y), p * r)
+        signed_c = lax.bitcast_convert_type(c | (u & sign), real)  # copysign(c, y), in bits
+        return jnp.where(tiny, y * r - signed_c, p * r)
 
     return _parts(x, part)
 
