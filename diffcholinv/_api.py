@@ -188,6 +188,7 @@ def cholesky_inv(
         arr = jax.device_put(arr, device)
     if check and arr.size:
         _check_factor(arr, upper=upper)
+        _check_not_the_matrix(arr, upper=upper)
     out: jax.Array = _cholesky_inv(arr, upper=upper, method=method, plan=plan)
     return out
 
@@ -213,6 +214,36 @@ def _check_factor(L: jax.Array, *, upper: bool) -> None:
         + " triangle finite (A = L Lᴴ is singular or not finite).",
         *jnp.unravel_index(flat, L.shape),
         L.reshape(-1)[flat],
+    )
+
+
+def _check_not_the_matrix(L: jax.Array, *, upper: bool) -> None:
+    """``checkify.check`` that ``L`` is not a Hermitian matrix passed in place of its factor.
+
+    ``A`` passed by mistake holds in its unread triangle the exact (conjugate)
+    mirror of the read one; a factor holds zeros there, or anything else. A
+    factor with no non-zero entry off the diagonal (a diagonal or ``1 × 1``
+    factor) is its own mirror, and passes. Names the first such matrix of a batch.
+    """
+    strict = _matrix.lower_mask(L.shape[-1], strict=True)
+    read = _matrix.mT(strict) if upper else strict  # strictly inside the read triangle
+    # Each off-diagonal pair once: L[i, j] (read) against L[j, i] (not read).
+    mirrored = jnp.all(~read | (_matrix.mH(L) == L), axis=(-2, -1))
+    full = mirrored & jnp.any(read & (L != 0), axis=(-2, -1))
+    batch = L.shape[:-2]
+    which = f"L of shape {tuple(L.shape)}"
+    if batch:
+        which = "L[" + ", ".join("{}" for _ in batch) + "] of " + which
+    complex_ = jnp.issubdtype(L.dtype, jnp.complexfloating)
+    kind, mirror = ("Hermitian", "conjugate mirror") if complex_ else ("symmetric", "mirror")
+    read_name, unread_name = ("upper", "lower") if upper else ("lower", "upper")
+    checkify.check(
+        ~jnp.any(full),
+        f"cholesky_inv(check=True): {which} is a {kind} matrix, not a Cholesky factor: "
+        f"its {unread_name} triangle, which is not read, is the exact {mirror} of its "
+        f"{read_name} triangle. cholesky_inv takes the factor of A, not A: pass "
+        "cholesky_inv(jnp.linalg.cholesky(A)).",
+        *(jnp.unravel_index(jnp.argmax(full.reshape(-1)), batch) if batch else ()),
     )
 
 
