@@ -21,7 +21,10 @@ EXAMPLES = {"gp_regression": True, "loo_cv": True, "batched_gps": True, "sharded
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m examples", description=__doc__.split("\n\n")[0])
+    p = argparse.ArgumentParser(
+        prog="python -m examples",
+        description="Run the examples (all, or the NAMEs given), each in its own process.",
+    )
     p.add_argument("names", nargs="*", metavar="NAME", help=f"some of {', '.join(EXAMPLES)}")
     p.add_argument(
         "--out", type=Path, default=HERE / "out", help="folder for the PNGs (default examples/out)"
