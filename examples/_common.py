@@ -10,8 +10,9 @@ Which tool computes which quantity, and why:
   triangular solve, then ``k(x*, x*) − Σ V²`` (a sum of squares, the column
   norms of ``V``). Through ``K⁻¹`` the subtraction cancels what the rounding
   of ``K⁻¹`` left: against an extended-precision reference the relative
-  error of the variance is 1.9e-4 at noise 1e-4 (κ(K) = 7.8e5) and 1.6e3 at
-  noise 1e-6 (κ = 1.8e8) that way, 7.4e-11 and 1.5e-8 through the solve.
+  error of the variance is 3.8e-6 at noise 1e-4 (κ(K) = 2.5e5) and 4.9 at
+  noise 1e-6 (κ = 2.5e7) that way, 7.0e-12 and 6.9e-10 through the solve
+  (``python scripts/gp_errors.py``; docs/guides/gaussian-processes.md).
 * Where ``K⁻¹`` itself is the quantity, ``cholesky_inv(L)``: the trace term
   ``tr(K⁻¹ ∂K/∂θ)`` of the likelihood gradient (every ``θⱼ`` from one
   ``K⁻¹``), ``diag(K⁻¹)`` for leave-one-out predictions, precision matrices.
