@@ -1,4 +1,4 @@
-"""Public API: :func:`cholesky_inv`."""
+"""Public API: `cholesky_inv`."""
 
 from __future__ import annotations
 
@@ -37,59 +37,68 @@ def cholesky_inv(
 ) -> jax.Array:
     r"""Inverse of a Hermitian positive definite matrix from its Cholesky factor.
 
-    Given ``L`` with ``A = L Lᴴ`` (``upper=False``) or ``U`` with ``A = Uᴴ U``
-    (``upper=True``), returns
+    Given ``L`` with \(A = L L^H\) (``upper=False``) or ``U`` with
+    \(A = U^H U\) (``upper=True``), returns
 
-    .. math::
+    $$
+    A^{-1} = L^{-H} L^{-1}.
+    $$
 
-        A^{-1} = L^{-H} L^{-1}.
+    For real dtypes \(L^H\) is the transpose \(L^T\). Leading dimensions are a
+    batch: ``L`` of shape ``[..., n, n]`` gives \(A^{-1}\) of shape
+    ``[..., n, n]``. Only the named triangle of ``L`` is read; the other may
+    hold anything (nan included) and gets a zero gradient. The result is
+    exactly (bitwise) symmetric, Hermitian with a real diagonal for complex
+    dtypes, and has the dtype of ``L``. Each row of ``L`` is rescaled by a
+    power of two internally (exactly, subnormals included), so factors near
+    the overflow or underflow limits, or whose diagonal spans most of the
+    exponent range, give the right answer, or ±inf / 0 exactly where
+    \(A^{-1}\) itself overflows or underflows.
 
-    For real dtypes ``ᴴ`` is the transpose. Leading dimensions are a batch:
-    ``L`` of shape ``[..., n, n]`` gives ``A⁻¹`` of shape ``[..., n, n]``. Only
-    the named triangle of ``L`` is read; the other may hold anything (nan
-    included) and gets a zero gradient. The result is exactly (bitwise)
-    symmetric, Hermitian with a real diagonal for complex dtypes, and has the
-    dtype of ``L``. Each row of ``L`` is rescaled by a power of two internally
-    (exactly, subnormals included), so factors near the overflow or underflow
-    limits, or whose diagonal spans most of the exponent range, give the
-    right answer, or ±inf / 0 exactly where ``A⁻¹`` itself overflows or
-    underflows.
+    The op is a ``jax.custom_vjp`` function with an analytic backward pass:
+    with \(C = A^{-1}\) and the incoming cotangent \(\bar G\),
 
-    The op is a ``jax.custom_vjp`` function with an analytic backward pass
-    (``L̄ = -tril(C S L⁻ᴴ)`` with ``C = A⁻¹``, ``S = Ḡ + Ḡᴴ``, conjugated per
-    JAX's convention for complex inputs). It composes with ``jit``, ``vmap``,
-    ``grad``, grad-of-grad and ``jax.hessian``. Forward-mode differentiation
-    applied directly to the op (``jax.jvp``, ``jax.jacfwd``) is not supported
-    by ``custom_vjp``: use ``jax.jacrev`` for Jacobians; ``jax.hessian``
-    (``jacfwd`` over ``jacrev``) works.
+    $$
+    \bar L = -\operatorname{tril}\big(C S L^{-H}\big), \qquad S = \bar G + \bar G^H,
+    $$
+
+    conjugated per JAX's convention for complex inputs (derivation in
+    docs/math.md). It composes with ``jit``, ``vmap``, ``grad``, grad-of-grad
+    and ``jax.hessian``. Forward-mode differentiation applied directly to the
+    op (``jax.jvp``, ``jax.jacfwd``) is not supported by ``custom_vjp`` and
+    raises a ``TypeError``: use ``jax.jacrev`` for Jacobians; ``jax.hessian``
+    (``jacfwd`` over ``jacrev``) works. ``jax.test_util.check_grads`` checks
+    both modes by default, so pass ``modes=["rev"]`` (see the examples).
 
     Args:
       L: Cholesky factor, array-like of shape ``[..., n, n]``; float32,
         float64, complex64 or complex128 (float16 and bfloat16 are computed in
         float32 and cast back). Complex: the whole diagonal is used as given,
-        imaginary part included (``A = L Lᴴ`` is still Hermitian positive
+        imaginary part included (\(A = L L^H\) is still Hermitian positive
         definite), and gets its exact gradient.
-      upper: ``False`` (default): ``L`` is lower triangular with ``A = L Lᴴ``.
-        ``True``: ``L`` is upper triangular ``U`` with ``A = Uᴴ U``. Either
-        way the result is the full Hermitian ``A⁻¹``.
+      upper: ``False`` (default): ``L`` is lower triangular with
+        \(A = L L^H\). ``True``: ``L`` is upper triangular ``U`` with
+        \(A = U^H U\). Either way the result is the full Hermitian \(A^{-1}\).
       device: where to compute and place the result: ``None`` (default
         placement, or that of a committed input), a ``jax.Device``, or a
         ``jax.sharding.Sharding``. Mirrors MLX's ``stream`` argument. A
         ``NamedSharding`` that splits the matrix axes (e.g. ``P("x", None)``),
         or such a sharding on the input itself (eagerly, or under ``jit`` on
         a mesh with explicit axes), selects the row-sharded algorithm for one
-        matrix across devices: no device holds a whole ``n × n`` matrix and
-        ``n`` must be a multiple of the number of row shards. See
+        matrix across devices: no device holds a whole \(n \times n\) matrix
+        and ``n`` must be a multiple of the number of row shards. See
         docs/scaling.md.
-      check: ``True`` adds a ``jax.experimental.checkify`` check that the
-        diagonal of ``L`` is non-zero and its named triangle finite; the
-        error names the first offending entry. Eagerly a failed check raises
-        at once; under ``jit`` wrap the function in ``checkify.checkify``.
-        ``False`` (default) adds nothing to the program.
+      check: ``True`` adds ``jax.experimental.checkify`` checks that the
+        diagonal of ``L`` is non-zero and its named triangle finite (the
+        error names the first offending entry), and that ``L`` is not a
+        symmetric (Hermitian) matrix passed in place of its factor. Eagerly a
+        failed check raises at once; under ``jit`` wrap the function in
+        ``checkify.checkify``. ``False`` (default) adds nothing to the
+        program.
       method: the inverter of the diagonal blocks; the algorithm is the
         same blocked loop in every method (docs/math.md). ``"auto"``
         (default): forward substitution made of products for the blocks of
-        the loop, on every platform; a factor of ``n ≤ 64`` is one block,
+        the loop, on every platform; a factor of \(n \le 64\) is one block,
         inverted by a triangular solve (``lax.platform_dependent``: Metal,
         which cannot lower triangular solves, gets the substitution).
         ``"solve"``: triangular solves for every block. ``"products"``: the
@@ -99,10 +108,10 @@ def cholesky_inv(
         docs/scaling.md.
 
     Returns:
-      ``A⁻¹``, a ``jax.Array`` of shape ``[..., n, n]`` and the dtype of ``L``.
-      A singular factor (a zero on the diagonal) or nan in the read triangle
-      gives inf/nan entries in that matrix's result, never an exception
-      (unless ``check=True``); see docs/robustness.md.
+      The inverse \(A^{-1}\), of shape ``[..., n, n]`` and the dtype of ``L``.
+        A singular factor (a zero on the diagonal) or nan in the read
+        triangle gives inf/nan entries in that matrix's result, never an
+        exception (unless ``check=True``); see docs/robustness.md.
 
     Raises:
       TypeError: ``L`` is not array-like or has a dtype other than float16,
@@ -113,11 +122,14 @@ def cholesky_inv(
         ``jax.sharding.Sharding``; ``method`` is not a string.
       ValueError: ``L`` has fewer than 2 dimensions or its last two are not
         equal; ``L`` is sharded along its matrix axes over a number of
-        devices that does not divide ``n``; ``method`` is not one of the names above.
+        devices that does not divide ``n``; ``method`` is not one of the
+        names above.
       checkify.JaxRuntimeError: ``check=True``, called eagerly, and the
-        factor is singular or not finite.
+        factor is singular or not finite, or is a symmetric matrix.
 
-    Example:
+    Examples:
+      The inverse of \(A = L L^T\), exactly symmetric:
+
       >>> import jax
       >>> import jax.numpy as jnp
       >>> from diffcholinv import cholesky_inv
@@ -127,15 +139,28 @@ def cholesky_inv(
       True
       >>> bool((C == C.T).all())
       True
+
+      The unread triangle gets no gradient, and the gradient passes
+      ``check_grads`` in reverse mode, to second order:
+
       >>> g = jax.grad(lambda L: jnp.trace(cholesky_inv(L)))(L)
-      >>> float(g[0, 1])  # the unread triangle gets no gradient
+      >>> float(g[0, 1])
       0.0
-      >>> Lc = jnp.array([[2.0, 0.0], [1.0 - 1.0j, 3.0]])  # complex: A = L Lᴴ
+      >>> from jax.test_util import check_grads
+      >>> check_grads(cholesky_inv, (L,), order=2, modes=["rev"])
+
+      A complex factor, \(A = L L^H\), gives an exactly Hermitian inverse:
+
+      >>> Lc = jnp.array([[2.0, 0.0], [1.0 - 1.0j, 3.0]])
       >>> Cc = cholesky_inv(Lc)
       >>> bool((Cc == Cc.conj().T).all())
       True
+
+      Checked mode names the entry that makes the factor singular:
+
       >>> from jax.experimental import checkify
-      >>> err, _ = checkify.checkify(lambda x: cholesky_inv(x, check=True))(L.at[1, 1].set(0.0))
+      >>> checked = checkify.checkify(lambda x: cholesky_inv(x, check=True))
+      >>> err, _ = checked(L.at[1, 1].set(0.0))
       >>> print(err.get().splitlines()[0])  # doctest: +ELLIPSIS
       cholesky_inv(check=True): the factor L of shape (2, 2) has L[1, 1] = 0.0; ...
 
@@ -164,6 +189,7 @@ def cholesky_inv(
         arr = jax.device_put(arr, device)
     if check and arr.size:
         _check_factor(arr, upper=upper)
+        _check_not_the_matrix(arr, upper=upper)
     out: jax.Array = _cholesky_inv(arr, upper=upper, method=method, plan=plan)
     return out
 
@@ -189,6 +215,36 @@ def _check_factor(L: jax.Array, *, upper: bool) -> None:
         + " triangle finite (A = L Lᴴ is singular or not finite).",
         *jnp.unravel_index(flat, L.shape),
         L.reshape(-1)[flat],
+    )
+
+
+def _check_not_the_matrix(L: jax.Array, *, upper: bool) -> None:
+    """``checkify.check`` that ``L`` is not a Hermitian matrix passed in place of its factor.
+
+    ``A`` passed by mistake holds in its unread triangle the exact (conjugate)
+    mirror of the read one; a factor holds zeros there, or anything else. A
+    factor with no non-zero entry off the diagonal (a diagonal or ``1 × 1``
+    factor) is its own mirror, and passes. Names the first such matrix of a batch.
+    """
+    strict = _matrix.lower_mask(L.shape[-1], strict=True)
+    read = _matrix.mT(strict) if upper else strict  # strictly inside the read triangle
+    # Each off-diagonal pair once: L[i, j] (read) against L[j, i] (not read).
+    mirrored = jnp.all(~read | (_matrix.mH(L) == L), axis=(-2, -1))
+    full = mirrored & jnp.any(read & (L != 0), axis=(-2, -1))
+    batch = L.shape[:-2]
+    which = f"L of shape {tuple(L.shape)}"
+    if batch:
+        which = "L[" + ", ".join("{}" for _ in batch) + "] of " + which
+    complex_ = jnp.issubdtype(L.dtype, jnp.complexfloating)
+    kind, mirror = ("Hermitian", "conjugate mirror") if complex_ else ("symmetric", "mirror")
+    read_name, unread_name = ("upper", "lower") if upper else ("lower", "upper")
+    checkify.check(
+        ~jnp.any(full),
+        f"cholesky_inv(check=True): {which} is a {kind} matrix, not a Cholesky factor: "
+        f"its {unread_name} triangle, which is not read, is the exact {mirror} of its "
+        f"{read_name} triangle. cholesky_inv takes the factor of A, not A: pass "
+        "cholesky_inv(jnp.linalg.cholesky(A)).",
+        *(jnp.unravel_index(jnp.argmax(full.reshape(-1)), batch) if batch else ()),
     )
 
 

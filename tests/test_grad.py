@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import re
+from pathlib import Path
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -9,6 +12,7 @@ import pytest
 from helpers import spd_factor
 from jax.test_util import check_grads
 
+import diffcholinv
 from diffcholinv import cholesky_inv
 
 
@@ -154,3 +158,40 @@ def test_forward_mode_directly_is_refused(rng):
     L = jnp.asarray(spd_factor(rng, (), 3))
     with pytest.raises(TypeError, match="custom_vjp"):
         jax.jvp(cholesky_inv, (L,), (L,))
+
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _check_grads_block(page: str) -> str:
+    """The one ```python block of ``page`` that calls ``check_grads``."""
+    text = (ROOT / page).read_text(encoding="utf-8")
+    blocks = re.findall(r"^```python\n(.*?)^```", text, re.DOTALL | re.MULTILINE)
+    (block,) = [b for b in blocks if "check_grads(" in b]
+    return block
+
+
+def test_documented_check_grads_call(monkeypatch):
+    # The README's contract and the pitfalls page show the same call.
+    code = _check_grads_block("README.md")
+    assert code == _check_grads_block("docs/guides/pitfalls.md")
+    assert 'check_grads(cholesky_inv, (L,), order=2, modes=["rev"])' in code
+    # A gradient-checking user's first call fails, as both pages say ...
+    L = jnp.array([[2.0, 0.0], [1.0, 3.0]])
+    with pytest.raises(TypeError, match="can't apply forward-mode autodiff"):
+        check_grads(cholesky_inv, (L,), order=1)
+    # ... and the documented call passes,
+    exec(compile(code, "README.md[check_grads]", "exec"), {"__name__": "__docs__"})
+
+    # and fails where the gradient is 5% off.
+    @jax.custom_vjp
+    def off(L):
+        return cholesky_inv(L)
+
+    def off_bwd(L, g):
+        return (1.05 * jax.vjp(cholesky_inv, L)[1](g)[0],)
+
+    off.defvjp(lambda L: (cholesky_inv(L), L), off_bwd)
+    monkeypatch.setattr(diffcholinv, "cholesky_inv", off)
+    with pytest.raises(AssertionError):
+        exec(compile(code, "README.md[check_grads]", "exec"), {"__name__": "__docs__"})

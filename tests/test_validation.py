@@ -6,6 +6,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+import scipy.linalg
+from helpers import spd_factor
+from jax.experimental import checkify
 
 from diffcholinv import cholesky_inv
 
@@ -130,3 +133,59 @@ def test_symbolic_matrix_size_is_a_clear_error():
     # A symbolic batch is fine.
     spec = jax.ShapeDtypeStruct(export.symbolic_shape("b, 5, 5"), jnp.float32)
     export.export(jax.jit(cholesky_inv))(spec)
+
+
+def _checked(x: np.ndarray, upper: bool, jit: bool = False) -> str | None:
+    """The checked-mode error of ``cholesky_inv(x, upper=upper, check=True)``."""
+    f = lambda x: cholesky_inv(x, upper=upper, check=True)  # noqa: E731
+    return checkify.checkify(jax.jit(f) if jit else f)(x)[0].get()
+
+
+@pytest.mark.parametrize("upper", [False, True])
+@pytest.mark.parametrize("batch", [(), (3,)])
+def test_check_flags_a_full_matrix_passed_as_L(rng, upper, batch):
+    L = spd_factor(rng, batch, 4)
+    F = np.swapaxes(L, -1, -2).copy() if upper else L  # the factors, as upper asks
+    A = L @ np.swapaxes(L, -1, -2)
+    X = F.copy()
+    X[1 if batch else ...] = A[1 if batch else ...]  # A itself, by mistake
+    msg = _checked(X, upper, jit=True)
+    assert msg is not None
+    which = f"L[1] of L of shape {X.shape}" if batch else f"L of shape {X.shape}"
+    read, unread = ("upper", "lower") if upper else ("lower", "upper")
+    assert f"{which} is a symmetric matrix, not a Cholesky factor" in msg
+    assert f"its {unread} triangle, which is not read, is the exact mirror of its {read}" in msg
+    assert "pass cholesky_inv(jnp.linalg.cholesky(A))" in msg
+    with pytest.raises(checkify.JaxRuntimeError, match=r"jnp\.linalg\.cholesky\(A\)"):
+        cholesky_inv(X, upper=upper, check=True)
+    assert _checked(F, upper) is None
+    # The value is that of the read triangle, as without check (nothing else changes).
+    _, C = checkify.checkify(lambda x: cholesky_inv(x, upper=upper, check=True))(X)
+    np.testing.assert_array_equal(C, cholesky_inv(X, upper=upper))
+
+
+def test_check_flags_a_hermitian_matrix_passed_as_L(rng):
+    L = spd_factor(rng, (), 3) + 1j * np.tril(rng.standard_normal((3, 3)), -1)
+    A = L @ L.conj().T
+    msg = _checked(A, False)
+    assert msg is not None and "is a Hermitian matrix" in msg and "conjugate mirror" in msg
+    assert _checked(L, False) is None
+    err, _ = checkify.checkify(jax.vmap(lambda x: cholesky_inv(x, check=True)))(np.stack([L, A]))
+    assert "L of shape (3, 3) is a Hermitian matrix" in err.get()
+
+
+@pytest.mark.parametrize("upper", [False, True])
+def test_check_passes_factors_whatever_their_unread_triangle(rng, upper):
+    L = spd_factor(rng, (), 4)
+    A = L @ L.T
+    lower_factors = {
+        "zeros": L,
+        "noise": L + np.triu(rng.standard_normal((4, 4)), 1),
+        "A's own entries (scipy.linalg.cho_factor)": scipy.linalg.cho_factor(A, lower=True)[0],
+        "diagonal": np.diag(np.arange(1.0, 5.0)),  # its own mirror, and a factor
+        "1 x 1": np.array([[2.0]]),
+        "a batch of diagonals": np.tile(np.eye(4), (3, 1, 1)),
+    }
+    for name, F in lower_factors.items():
+        F = np.swapaxes(F, -1, -2) if upper else F
+        assert _checked(F, upper) is None, name
