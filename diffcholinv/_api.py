@@ -184,7 +184,11 @@ def _check_factor(L: jax.Array, *, upper: bool) -> None:
         + str(tuple(L.shape))
         + f" has L[{where}] = {{}}; its diagonal must be non-zero and its "
         + ("upper" if upper else "lower")
-        + " triangle finite (A = L Lᴴ is singular or not finite).",
+        + " triangle finite (A = L Lᴴ is singular or not finite). The index is into"
+        # Inside jax.vmap the op sees one mapped slice and checkify (outside the
+        # vmap) keeps no batch position: only a checkify inside the vmap does.
+        + " L as cholesky_inv receives it; under jax.vmap that is one mapped slice,"
+        + " and jax.vmap(checkify.checkify(f)) names the mapped index too.",
         *jnp.unravel_index(flat, L.shape),
         L.reshape(-1)[flat],
     )
