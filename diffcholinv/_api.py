@@ -198,6 +198,15 @@ def _check_factor(L: jax.Array, *, upper: bool) -> None:
 def _cholesky_inv(
     L: jax.Array, *, upper: bool, method: str, plan: _rowsharded.Plan | None
 ) -> jax.Array:
+    compute = partial(_compute, upper=upper, method=method, plan=plan)
+    if plan is not None:  # placed like the input by the row-sharded path itself
+        return compute(L)
+    # The per-matrix path, its result placed like the input: under jit on auto
+    # axes the input's sharding is not visible here (_rowsharded).
+    return _rowsharded.placed_like_input(compute, L)
+
+
+def _compute(L: jax.Array, *, upper: bool, method: str, plan: _rowsharded.Plan | None) -> jax.Array:
     dtype = L.dtype
     if L.size == 0:
         return jnp.zeros_like(L)
