@@ -199,7 +199,7 @@ def _cholesky_inv(
     L: jax.Array, *, upper: bool, method: str, plan: _rowsharded.Plan | None
 ) -> jax.Array:
     compute = partial(_compute, upper=upper, method=method, plan=plan)
-    if plan is not None:  # placed like the input by the row-sharded path itself
+    if plan is not None or L.size == 0:  # the row-sharded path places its result itself
         return compute(L)
     # The per-matrix path, its result placed like the input: under jit on auto
     # axes the input's sharding is not visible here (_rowsharded).
