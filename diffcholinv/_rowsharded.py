@@ -323,7 +323,7 @@ def cholesky_inv(L: jax.Array, plan: Plan, method: str) -> jax.Array:
 def _tie() -> bool:
     """Whether :func:`placed_like_input` ties shardings: Shardy on, more than one device.
 
-    With GSPMD (the default before jax 0.7) ``shard_alike`` lowers to a
+    With GSPMD (the default of older jax, e.g. 0.4.34) ``shard_alike`` lowers to a
     side-effecting custom call, which the product-only programs must not hold.
     """
     shardy = getattr(jax.config, "jax_use_shardy_partitioner", False)

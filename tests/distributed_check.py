@@ -165,7 +165,7 @@ def main(argv=None) -> int:
 
     # Auto axes under jit: the input's sharding is not in its traced type, so
     # the per-matrix path runs, and its result (and gradient) come back placed
-    # like the input (a sharding group with it; jax with Shardy, >= 0.7).
+    # like the input (a sharding group with it; with the Shardy partitioner).
     if jax.config.jax_use_shardy_partitioner:
         amesh = jax.make_mesh((p,), ("r",), **auto_kw) if (auto_kw := _auto(jax)) else mesh
         axis = amesh.axis_names[0]
@@ -182,7 +182,7 @@ def main(argv=None) -> int:
         assert rel_err(C, expected) < 1e-12 and C.sharding.is_equivalent_to(blocks, 2), C.sharding
         print("ok auto axes under jit: P('r', None), upper=True, P(None, 'r'), 2-D blocks keep it")
     else:
-        print("note: GSPMD (jax < 0.7): under jit on auto axes the result is placed freely")
+        print("note: GSPMD partitioner: under jit on auto axes the result is placed freely")
 
     # Gradients to second order, against finite differences (2 rows a shard).
     Lg = jax.device_put(_spd(np, rng, 2 * p)[1], rows)

@@ -62,10 +62,10 @@ def collective_flags() -> str:
 
     Each forced host device is a thread; a collective waits until all of them
     arrive, and XLA:CPU aborts the process (exit 134, "Expected N threads to
-    join the rendezvous") after 40 s by default. On a 2-core machine running
-    other work, a shard can fall that far behind. jaxlib 0.10 has flags for
-    these waits; an XLA flag that jaxlib does not know aborts the process, so
-    older jaxlib (0.4.34, the minimum) gets none.
+    join the rendezvous") once that wait passes a time limit. On a 2-core
+    machine running other work, one shard can fall that far behind. jaxlib
+    0.10 has flags for these limits; an XLA flag that jaxlib does not know
+    aborts the process, so older jaxlib (0.4.34, the minimum) gets none.
     """
     import jaxlib.version
 
@@ -83,8 +83,8 @@ def device_lock() -> Iterator[None]:
     """One multi-device subprocess at a time on this machine (across xdist workers).
 
     A file lock in the temporary directory: the forced-device programs run
-    one thread per device, and two of them at once on few cores are what made
-    the collectives time out.
+    one thread per device, and two of them at once on few cores double the
+    threads that must meet at every collective.
     """
     path = Path(tempfile.gettempdir()) / "diffcholinv-multidevice-tests.lock"
     with open(path, "a") as f:
@@ -114,11 +114,21 @@ def run_on_devices(
     :func:`collective_flags`.
     """
     with device_lock():
-        return subprocess.run(
-            [sys.executable, str(script), *args],
-            env=device_env(devices),
-            capture_output=True,
-            text=True,
-            timeout=timeout,
-            cwd=Path(__file__).parent,
-        )
+        try:
+            return subprocess.run(
+                [sys.executable, str(script), *args],
+                env=device_env(devices),
+                capture_output=True,
+                text=True,
+                timeout=timeout,
+                cwd=Path(__file__).parent,
+            )
+        except subprocess.TimeoutExpired as err:  # killed; say so, with its output
+            out = "".join(
+                s.decode(errors="replace") if isinstance(s, bytes) else s
+                for s in (err.stdout or "", err.stderr or "")
+            )
+            raise AssertionError(
+                f"{script.name} on {devices} devices did not finish within {timeout:.0f} s "
+                f"(killed); its output:\n{out}"
+            ) from err
