@@ -212,7 +212,11 @@ def _check_factor(L: jax.Array, *, upper: bool) -> None:
         + str(tuple(L.shape))
         + f" has L[{where}] = {{}}; its diagonal must be non-zero and its "
         + ("upper" if upper else "lower")
-        + " triangle finite (A = L Lᴴ is singular or not finite).",
+        + " triangle finite (A = L Lᴴ is singular or not finite). The index is into"
+        # Inside jax.vmap the op sees one mapped slice and checkify (outside the
+        # vmap) keeps no batch position: only a checkify inside the vmap does.
+        + " L as cholesky_inv receives it; under jax.vmap that is one mapped slice,"
+        + " and jax.vmap(checkify.checkify(f)) names the mapped index too.",
         *jnp.unravel_index(flat, L.shape),
         L.reshape(-1)[flat],
     )
@@ -252,6 +256,15 @@ def _check_not_the_matrix(L: jax.Array, *, upper: bool) -> None:
 def _cholesky_inv(
     L: jax.Array, *, upper: bool, method: str, plan: _rowsharded.Plan | None
 ) -> jax.Array:
+    compute = partial(_compute, upper=upper, method=method, plan=plan)
+    if plan is not None or L.size == 0:  # the row-sharded path places its result itself
+        return compute(L)
+    # The per-matrix path, its result placed like the input: under jit on auto
+    # axes the input's sharding is not visible here (_rowsharded).
+    return _rowsharded.placed_like_input(compute, L)
+
+
+def _compute(L: jax.Array, *, upper: bool, method: str, plan: _rowsharded.Plan | None) -> jax.Array:
     dtype = L.dtype
     if L.size == 0:
         return jnp.zeros_like(L)

@@ -1,8 +1,9 @@
-"""One matrix sharded across 8 forced host devices; run by test_distributed.py.
+"""One matrix sharded across forced host devices; run by test_distributed.py.
 
-``XLA_FLAGS=--xla_force_host_platform_device_count=8`` must be set before jax is
-imported, which is why this runs in its own process. ``--n`` is the size of the
-large check (default 2048, float64). Prints one line per check, the memory
+``XLA_FLAGS=--xla_force_host_platform_device_count=4`` (the test; any even
+count >= 4 works, all devices are used) must be set before jax is imported,
+which is why this runs in its own process. ``--n`` is the size of the
+large check (default 1024, float64). Prints one line per check, the memory
 ratio and the collectives, and exits non-zero on the first failure.
 """
 
@@ -13,7 +14,9 @@ import sys
 
 from sharding_check import collective_counts
 
-MAX_MEMORY_RATIO = 0.35
+# Per-device memory of the row-sharded program against the one-device program,
+# times the device count p: about 2.2 measured (0.563 at p = 4, 0.276 at p = 8).
+MAX_MEMORY_RATIO_TIMES_P = 2.5
 
 
 def program_bytes(compiled) -> int:
@@ -28,9 +31,15 @@ def _spd(np, rng, n):
     return A, np.linalg.cholesky(A)
 
 
+def _auto(jax) -> dict:
+    """``make_mesh`` keywords for auto axis types where jax has them (>= 0.5), else empty."""
+    AxisType = getattr(jax.sharding, "AxisType", None)
+    return {"axis_types": (AxisType.Auto,)} if AxisType is not None else {}
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser()
-    parser.add_argument("--n", type=int, default=2048)
+    parser.add_argument("--n", type=int, default=1024)
     args = parser.parse_args(argv)
 
     import jax
@@ -45,8 +54,9 @@ def main(argv=None) -> int:
     from diffcholinv import cholesky_inv
 
     devices = jax.devices()
-    assert len(devices) >= 8, f"expected >= 8 forced host devices, got {len(devices)}"
-    mesh = Mesh(np.array(devices[:8]), ("x",))
+    p = len(devices)
+    assert p >= 4 and p % 2 == 0, f"expected an even number >= 4 of devices, got {p}"
+    mesh = Mesh(np.array(devices), ("x",))
     rows = NamedSharding(mesh, P("x", None))
     rng = np.random.default_rng(0)
 
@@ -58,7 +68,7 @@ def main(argv=None) -> int:
         a, b = np.asarray(a), np.asarray(b)
         return float(np.max(np.abs(a - b)) / np.max(np.abs(b)))
 
-    # --- The large check: n x n float64 sharded along rows over 8 devices. ---
+    # --- The large check: n x n float64 sharded along rows over p devices. ---
     n = args.n
     A, L_np = _spd(np, rng, n)
     W_np = rng.standard_normal((n, n))
@@ -85,11 +95,12 @@ def main(argv=None) -> int:
     ratio = program_bytes(compiled) / program_bytes(single)
     counts = collective_counts(compiled.as_text())
     print(
-        f"memory n={n} float64, 8 devices: {program_bytes(compiled) / 2**20:.1f} MiB per "
+        f"memory n={n} float64, {p} devices: {program_bytes(compiled) / 2**20:.1f} MiB per "
         f"device vs {program_bytes(single) / 2**20:.1f} MiB on one (cho_solve): ratio {ratio:.3f}"
     )
     print(f"collectives in the forward program: {counts}")
-    assert ratio <= MAX_MEMORY_RATIO, f"memory ratio {ratio:.3f} > {MAX_MEMORY_RATIO}"
+    bound = MAX_MEMORY_RATIO_TIMES_P / p
+    assert ratio <= bound, f"memory ratio {ratio:.3f} > {bound:.3f} on {p} devices"
     assert set(counts) <= {"all-gather", "all-reduce", "all-to-all"}, counts
 
     def loss(x, w):
@@ -126,7 +137,7 @@ def main(argv=None) -> int:
     print("ok eager, device=, upper=True, nan in the unread triangle")
 
     # 2-D blocks: computed row-sharded over both axes, returned in 2-D blocks.
-    mesh2 = Mesh(np.array(devices[:8]).reshape(2, 4), ("x", "y"))
+    mesh2 = Mesh(np.array(devices).reshape(2, p // 2), ("x", "y"))
     blocks = NamedSharding(mesh2, P("x", "y"))
     C = cholesky_inv(jax.device_put(L_np, blocks))
     assert rel_err(C, expected) < 1e-12 and C.sharding.is_equivalent_to(blocks, 2)
@@ -141,7 +152,7 @@ def main(argv=None) -> int:
     # Explicit axis types (jax >= 0.6; the make_mesh default there).
     AxisType = getattr(jax.sharding, "AxisType", None)
     if AxisType is not None:
-        emesh = jax.make_mesh((8,), ("x",), axis_types=(AxisType.Explicit,))
+        emesh = jax.make_mesh((p,), ("x",), axis_types=(AxisType.Explicit,))
         erows = NamedSharding(emesh, P("x", None))
         Le = jax.device_put(L_np, erows)
         for name, f in (("eager", cholesky_inv), ("jit", jax.jit(cholesky_inv))):
@@ -152,8 +163,29 @@ def main(argv=None) -> int:
         assert ge.sharding.is_equivalent_to(erows, 2), ge.sharding
         print("ok explicit axis types: eager, jit (sharding in the type), grad")
 
-    # Gradients to second order, against finite differences (8 rows a shard).
-    Lg = jax.device_put(_spd(np, rng, 16)[1], rows)
+    # Auto axes under jit: the input's sharding is not in its traced type, so
+    # the per-matrix path runs, and its result (and gradient) come back placed
+    # like the input (a sharding group with it; with the Shardy partitioner).
+    if jax.config.jax_use_shardy_partitioner:
+        amesh = jax.make_mesh((p,), ("r",), **auto_kw) if (auto_kw := _auto(jax)) else mesh
+        axis = amesh.axis_names[0]
+        for spec, upper in ((P(axis, None), False), (P(axis, None), True), (P(None, axis), False)):
+            placed = NamedSharding(amesh, spec)
+            F = jax.device_put(L_np.T.copy() if upper else L_np, placed)
+            C = jax.jit(lambda x, u=upper: cholesky_inv(x, upper=u))(F)
+            assert rel_err(C, expected) < 1e-12, (spec, upper)
+            assert C.sharding.is_equivalent_to(placed, 2), (spec, upper, C.sharding)
+            gf = jax.jit(jax.grad(lambda x, u=upper: jnp.sum(jnp.sin(cholesky_inv(x, upper=u)))))
+            g = gf(F)
+            assert g.sharding.is_equivalent_to(placed, 2), (spec, upper, g.sharding)
+        C = jax.jit(cholesky_inv)(jax.device_put(L_np, blocks))
+        assert rel_err(C, expected) < 1e-12 and C.sharding.is_equivalent_to(blocks, 2), C.sharding
+        print("ok auto axes under jit: P('r', None), upper=True, P(None, 'r'), 2-D blocks keep it")
+    else:
+        print("note: GSPMD partitioner: under jit on auto axes the result is placed freely")
+
+    # Gradients to second order, against finite differences (2 rows a shard).
+    Lg = jax.device_put(_spd(np, rng, 2 * p)[1], rows)
     check_grads(cholesky_inv, (Lg,), order=2, modes=["rev"], atol=1e-6, rtol=1e-6)
     print("ok first and second order gradients vs finite differences")
 
@@ -165,12 +197,12 @@ def main(argv=None) -> int:
 
     # n not a multiple of the number of row shards: a clear error.
     try:
-        cholesky_inv(np.eye(12), device=rows)
+        cholesky_inv(np.eye(p + 2), device=rows)
     except ValueError as e:
-        assert "multiple of 8" in str(e), e
+        assert f"multiple of {p}" in str(e), e
     else:
-        raise AssertionError("n = 12 over 8 row shards was accepted")
-    print("ok n = 12 over 8 row shards: ValueError")
+        raise AssertionError(f"n = {p + 2} over {p} row shards was accepted")
+    print(f"ok n = {p + 2} over {p} row shards: ValueError")
     print("distributed checks passed")
     return 0
 

@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import os
 import subprocess
 import sys
+import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 
 import mpmath
@@ -118,20 +122,78 @@ def assert_edges(
         assert np.all(err[ok] <= rtol), float(np.max(err[ok], initial=0))
 
 
-def run_on_eight_devices(script: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    """Run ``script`` in a fresh Python on 8 forced host CPU devices.
+def collective_flags() -> str:
+    """XLA flags that give XLA:CPU collectives time on a loaded machine, where jaxlib has them.
 
-    A subprocess, because ``XLA_FLAGS`` must be set before jax starts.
+    Each forced host device is a thread; a collective waits until all of them
+    arrive, and XLA:CPU aborts the process (exit 134, "Expected N threads to
+    join the rendezvous") once that wait passes a time limit. On a 2-core
+    machine running other work, one shard can fall that far behind. jaxlib
+    0.10 has flags for these limits; an XLA flag that jaxlib does not know
+    aborts the process, so older jaxlib (0.4.34, the minimum) gets none.
     """
-    env = dict(os.environ)
-    flags = env.get("XLA_FLAGS", "") + " --xla_force_host_platform_device_count=8"
-    env["XLA_FLAGS"] = flags.strip()
-    env["JAX_PLATFORMS"] = "cpu"
-    return subprocess.run(
-        [sys.executable, str(script), *args],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=600,
-        cwd=Path(__file__).parent,
+    import jaxlib.version
+
+    if tuple(int(p) for p in jaxlib.version.__version__.split(".")[:2]) < (0, 10):
+        return ""
+    return (
+        "--xla_cpu_collective_call_warn_stuck_timeout_seconds=120 "
+        "--xla_cpu_collective_call_terminate_timeout_seconds=600 "
+        "--xla_cpu_collective_timeout_seconds=600"
     )
+
+
+@contextlib.contextmanager
+def device_lock() -> Iterator[None]:
+    """One multi-device subprocess at a time on this machine (across xdist workers).
+
+    A file lock in the temporary directory: the forced-device programs run
+    one thread per device, and two of them at once on few cores double the
+    threads that must meet at every collective.
+    """
+    path = Path(tempfile.gettempdir()) / "diffcholinv-multidevice-tests.lock"
+    with open(path, "a") as f:
+        fcntl.flock(f, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(f, fcntl.LOCK_UN)
+
+
+def device_env(devices: int) -> dict[str, str]:
+    """The environment of a fresh Python on ``devices`` forced host CPU devices."""
+    env = dict(os.environ)
+    flags = f"{env.get('XLA_FLAGS', '')} --xla_force_host_platform_device_count={devices}"
+    env["XLA_FLAGS"] = f"{flags} {collective_flags()}".strip()
+    env["JAX_PLATFORMS"] = "cpu"
+    return env
+
+
+def run_on_devices(
+    script: Path, *args: str, devices: int = 4, timeout: float = 600
+) -> subprocess.CompletedProcess[str]:
+    """Run ``script`` in a fresh Python on ``devices`` forced host CPU devices.
+
+    A subprocess, because ``XLA_FLAGS`` must be set before jax starts; one at
+    a time (:func:`device_lock`), with the collective waits of
+    :func:`collective_flags`.
+    """
+    with device_lock():
+        try:
+            return subprocess.run(
+                [sys.executable, str(script), *args],
+                env=device_env(devices),
+                capture_output=True,
+                text=True,
+                timeout=timeout,
+                cwd=Path(__file__).parent,
+            )
+        except subprocess.TimeoutExpired as err:  # killed; say so, with its output
+            out = "".join(
+                s.decode(errors="replace") if isinstance(s, bytes) else s
+                for s in (err.stdout or "", err.stderr or "")
+            )
+            raise AssertionError(
+                f"{script.name} on {devices} devices did not finish within {timeout:.0f} s "
+                f"(killed); its output:\n{out}"
+            ) from err

@@ -1,6 +1,6 @@
 """Batch-sharded inputs on forced host devices; run by test_sharding.py in a subprocess.
 
-``XLA_FLAGS=--xla_force_host_platform_device_count=8`` must be set before jax is
+``XLA_FLAGS=--xla_force_host_platform_device_count=4`` must be set before jax is
 imported, which is why this runs in its own process. Prints one line per check
 and exits non-zero on the first failure.
 """
@@ -24,17 +24,17 @@ def _collectives(hlo: str) -> set[str]:
 
 
 def _meshes(jax, np):
-    """1-D and 2-D meshes over 8 devices, with auto and (where jax has them) explicit axes."""
+    """1-D and 2-D meshes over 4 devices, with auto and (where jax has them) explicit axes."""
     from jax.sharding import Mesh
 
-    devs = np.array(jax.devices()[:8])
+    devs = np.array(jax.devices()[:4])
     meshes = {
         "1-D auto": Mesh(devs, ("b",)),
-        "2-D auto": Mesh(devs.reshape(4, 2), ("b", "c")),
+        "2-D auto": Mesh(devs.reshape(2, 2), ("b", "c")),
     }
     AxisType = getattr(jax.sharding, "AxisType", None)
     if AxisType is not None:  # jax >= 0.6: explicit axis types (the make_mesh default)
-        for shape, names, d in (((8,), ("b",), "1-D"), ((4, 2), ("b", "c"), "2-D")):
+        for shape, names, d in (((4,), ("b",), "1-D"), ((2, 2), ("b", "c"), "2-D")):
             for t in ("Auto", "Explicit"):
                 meshes[f"{d} {t.lower()}"] = jax.make_mesh(
                     shape, names, axis_types=(getattr(AxisType, t),) * len(shape)
@@ -79,7 +79,7 @@ def main() -> int:
     from diffcholinv import cholesky_inv
 
     ndev = len(jax.devices())
-    assert ndev >= 8, f"expected >= 8 forced host devices, got {ndev}"
+    assert ndev >= 4, f"expected >= 4 forced host devices, got {ndev}"
 
     rng = np.random.default_rng(0)
     n, b = 16, 8
@@ -166,7 +166,7 @@ def main() -> int:
     except ValueError:
         pass
     else:
-        raise AssertionError("jax sharded a batch of 5 over 8 devices; update the docs' rule")
+        raise AssertionError("jax sharded a batch of 5 over 4 devices; update the docs' rule")
     pad = np.concatenate([odd, np.broadcast_to(np.eye(n), (8 - 5, n, n))])
     Lp = jax.device_put(pad, sharding)
     f = jax.jit(lambda x: cholesky_inv(x, method="products"))
@@ -174,7 +174,7 @@ def main() -> int:
     assert not _collectives(f.lower(Lp).compile().as_text())
     np.testing.assert_allclose(np.asarray(Cp[:5]), expected[:5], rtol=1e-10, atol=1e-12)
     np.testing.assert_array_equal(np.asarray(Cp[5:]), np.broadcast_to(np.eye(n), (3, n, n)))
-    print("ok batch of 5 on 8 devices: refused by jax; padded with identities, shard-local")
+    print("ok batch of 5 on 4 devices: refused by jax; padded with identities, shard-local")
     print("sharding checks passed")
     return 0
 

@@ -288,10 +288,36 @@ def test_check_under_vmap_and_grad(rng):
 
     err, _ = checkify.checkify(jax.grad(loss))(L)
     assert err.get() is not None
+    # checkify outside the vmap keeps no batch position: the message says so
+    # and names the form that does; checkify inside the vmap names it.
     err, _ = checkify.checkify(jax.vmap(lambda x: cholesky_inv(x, check=True)))(L)
-    assert "L[1, 1] = 0.0" in err.get()
+    msg = err.get()
+    assert "of shape (4, 4) has L[1, 1] = 0.0" in msg
+    assert "under jax.vmap that is one mapped slice" in msg
+    assert "jax.vmap(checkify.checkify(f)) names the mapped index" in msg
+    err, _ = jax.vmap(checkify.checkify(lambda x: cholesky_inv(x, check=True)))(L)
+    assert err.get().startswith("at mapped index 2: cholesky_inv(check=True)")
+    assert "L[1, 1] = 0.0" in err.get() and "mapped index 0" not in err.get()
     err, _ = checkify.checkify(jax.grad(loss))(spd_factor(rng, (3,), 4))
     assert err.get() is None
+
+
+@pytest.mark.parametrize("upper", [False, True])
+def test_check_names_the_full_index_in_a_batch(rng, upper):
+    # Two batch axes; the bad entry is not in the first matrix, and a second
+    # bad one later in the batch is not the one named (the first in C order).
+    L = spd_factor(rng, (2, 3), 4)
+    if upper:
+        L = np.swapaxes(L, -1, -2).copy()
+    L[1, 2, 3, 3] = 0.0
+    L[1, 0, 2, 1 if not upper else 3] = np.nan
+    msg = checkify.checkify(lambda x: cholesky_inv(x, upper=upper, check=True))(L)[0].get()
+    assert "the factor L of shape (2, 3, 4, 4) has L[1, 0, " in msg
+    idx = "L[1, 0, 2, 1] = nan" if not upper else "L[1, 0, 2, 3] = nan"
+    assert idx in msg
+    L[1, 0] = spd_factor(rng, (), 4).T if upper else spd_factor(rng, (), 4)
+    with pytest.raises(checkify.JaxRuntimeError, match=r"L\[1, 2, 3, 3\] = 0.0"):
+        cholesky_inv(L, upper=upper, check=True)
 
 
 def test_check_eager_raises_and_unchecked_jit_refuses(rng):

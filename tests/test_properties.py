@@ -14,8 +14,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 from helpers import assert_edges, exact_inverse
-from hypothesis import given, note
+from hypothesis import given, note, settings
 from hypothesis import strategies as st
+from jax.experimental import checkify
 
 from diffcholinv import cholesky_inv
 
@@ -212,3 +213,38 @@ def test_edges_of_the_range(case: tuple[np.ndarray, str, bool]):
     C = np.asarray(cholesky_inv(F, upper=upper))
     assert_edges(C, *exact_inverse(L, dtype), dtype)
     np.testing.assert_array_equal(C, np.conj(C.T))
+
+
+@settings(max_examples=8)
+@given(
+    batch=st.lists(st.integers(1, 3), min_size=1, max_size=2).map(tuple),
+    n=st.integers(1, 5),
+    upper=st.booleans(),
+    dtype=st.sampled_from(("float32", "float64", "complex128")),
+    bad=st.sampled_from((0.0, np.nan, np.inf)),
+    data=st.data(),
+)
+def test_checked_mode_names_the_planted_entry(batch, n, upper, dtype, bad, data):
+    # One bad entry planted at a random batch index and diagonal position i:
+    # the error names exactly that full index; checkify inside a vmap over the
+    # leading batch axis names its position there as "at mapped index".
+    where = tuple(data.draw(st.integers(0, b - 1), label="batch index") for b in batch)
+    i = data.draw(st.integers(0, n - 1), label="i")
+    rng = np.random.default_rng(data.draw(st.integers(0, 2**32 - 1), label="seed"))
+    X = rng.standard_normal((*batch, n, n))
+    L = np.linalg.cholesky(X @ np.swapaxes(X, -1, -2) / n + np.eye(n))
+    L = (np.swapaxes(L, -1, -2) if upper else L).astype(dtype)
+    L[(*where, i, i)] = bad
+    note(f"L[{where}, {i}, {i}] = {bad}")
+
+    def f(x):
+        return cholesky_inv(x, upper=upper, check=True)
+
+    msg = checkify.checkify(f)(L)[0].get()
+    assert msg is not None
+    index = ", ".join(map(str, (*where, i, i)))
+    assert f"of shape {L.shape} has L[{index}] = " in msg, msg
+    mapped = jax.vmap(checkify.checkify(f))(L)[0].get()
+    inner = ", ".join(map(str, (*where[1:], i, i)))
+    assert mapped.startswith(f"at mapped index {where[0]}: "), mapped
+    assert mapped.count("at mapped index") == 1 and f"has L[{inner}] = " in mapped, mapped

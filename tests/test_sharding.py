@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from helpers import run_on_eight_devices
+import pytest
+from helpers import run_on_devices
 from sharding_check import _collectives
 
 
@@ -15,7 +16,8 @@ def test_collective_detector_sees_collectives():
     assert _collectives("%x = f64[4] add(f64[2] %y)") == set()
 
 
+@pytest.mark.timeout(900)  # may wait for another subprocess test (helpers.device_lock)
 def test_batch_sharded_input_is_computed_shard_locally():
-    proc = run_on_eight_devices(Path(__file__).with_name("sharding_check.py"))
+    proc = run_on_devices(Path(__file__).with_name("sharding_check.py"), devices=4)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert "sharding checks passed" in proc.stdout
