@@ -215,7 +215,7 @@ def test_edges_of_the_range(case: tuple[np.ndarray, str, bool]):
     np.testing.assert_array_equal(C, np.conj(C.T))
 
 
-@settings(max_examples=8)
+@settings(max_examples=5)
 @given(
     batch=st.lists(st.integers(1, 3), min_size=1, max_size=2).map(tuple),
     n=st.integers(1, 5),
