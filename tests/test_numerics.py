@@ -134,6 +134,11 @@ def test_edge_diagonals_reproducers(diag, dtype, expected):
         np.testing.assert_allclose(np.diag(C), np.diag(cs), rtol=1e-15, atol=np.finfo(dtype).tiny)
 
 
+@pytest.mark.skipif(
+    tuple(int(p) for p in jax.__version__.split(".")[:2]) < (0, 5),
+    reason="jaxlib 0.4's triangular solve turns the inf of row i of L⁻¹ into nan everywhere "
+    "(as with an inf on the diagonal, deselected in .ci/run's minimum-jax run)",
+)
 def test_one_subnormal_on_the_diagonal_of_a_dense_factor():
     # L with L[i, i] = δ = 1e-310, i = 5, n = 12. Exactly (split L at i):
     # A⁻¹ = K + (1/δ) R + (1/δ²) S, with K the inverse Gram matrix of the
