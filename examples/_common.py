@@ -213,12 +213,19 @@ def minimize_lbfgs(
             break
         theta = new_theta
     bar.close()
+    return fit_record(theta, history, first, t0, traces)
+
+
+def fit_record(
+    theta: Any, history: list[float], first: float, t0: float, compiles: int
+) -> dict[str, Any]:
+    """What an optimizer loop reports: the result, the loss history and its timings."""
     return {
         "theta": theta,
         "history": history,
         "first_step_s": first,
         "seconds": time.perf_counter() - t0,
-        "compiles": traces,
+        "compiles": compiles,
     }
 
 

@@ -125,13 +125,7 @@ def fit_batched(
         history.append(float(total))
         first = first or time.perf_counter() - t0
         bar.set_postfix(total_nlml=f"{history[-1]:.3f}")
-    return {
-        "theta": theta,
-        "history": history,
-        "first_step_s": first,
-        "seconds": time.perf_counter() - t0,
-        "compiles": traces,
-    }
+    return _common.fit_record(theta, history, first, t0, traces)
 
 
 def sklearn_gp(theta: np.ndarray, optimize: bool, *, latent: bool = False) -> Any:
