@@ -450,7 +450,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         default=["float32", "float64"],
         help="dtypes of forward and compile (--quick compiles the first only)",
     )
-    p.add_argument("--cases", nargs="+", default=CASES, choices=CASES)
+    p.add_argument("--cases", nargs="+", default=CASES, choices=[*CASES, "gp_step"])
     p.add_argument("--no-torch", action="store_true", help="leave torch out")
     p.add_argument("--out", default=os.path.join("benchmarks", "out"))
     args = p.parse_args(argv)
@@ -558,6 +558,11 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         "ratios": RATIOS,
         "rows": rows,
     }
+    if "gp_step" in args.cases:  # benchmarks/gp_step.py: its own rows and table
+        from benchmarks import gp_step
+
+        result["gp_step"] = gp_step.rows(args.quick, torch is not None)
+        print(gp_step.format_table(result["gp_step"]))
     os.makedirs(args.out, exist_ok=True)
     print(format_table(rows))
     with open(os.path.join(args.out, "results.json"), "w") as f:

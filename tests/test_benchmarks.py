@@ -58,3 +58,19 @@ def test_benchmark_quick_run(tmp_path):
     losses = {r["loss"] for r in rows if r["case"] == "memory"}
     assert losses == {"sum(G*C)", "y@C@y+trace(C)", "sum(sin(C))"}
     assert (tmp_path / "benchmark.png").stat().st_size > 0
+
+
+def test_gp_step_quick_rows(monkeypatch):
+    from benchmarks import gp_step
+
+    monkeypatch.setattr(gp_step, "PAUSE", 0.0)
+    monkeypatch.setattr(gp_step, "STEPS", 3)
+    rows = gp_step.grad_rows([8], 1, use_torch=True) + gp_step.loo_rows([8], 1)
+    grad, loo = rows
+    peers = {"spd_inv", "cholesky_inv", "cho_solve", "inv"}
+    assert peers <= set(grad["seconds"]) and grad["speedup"]["spd_inv"] == 1.0
+    assert all(v > 0 for v in grad["products"].values()) and grad["matmul_seconds"] > 0
+    assert set(loo["first_seconds"]) == set(loo["steady_seconds"]) == {"spd_inv", "cho_solve"}
+    assert loo["steady_speedup"] > 0 and loo["first_speedup"] > 0
+    table = gp_step.format_table(rows)
+    assert "| 8 |" in table and "steady" in table
