@@ -11,9 +11,10 @@ likelihood
 
 Each quantity with the tool that is right for it (``examples/_common.py``):
 
-* ``yᵀ K⁻¹ y``: ``α = K⁻¹ y`` by ``cho_solve``; ``log det K`` from ``diag(L)``.
-* The gradient, ``∂NLML/∂θⱼ = ½ tr((K⁻¹ − ααᵀ) ∂K/∂θⱼ)``: the trace term
-  needs ``K⁻¹`` itself, so ``K⁻¹ = cholesky_inv(L)``, and one
+* The NLML and its gradient, ``∂NLML/∂θⱼ = ½ tr((K⁻¹ − ααᵀ) ∂K/∂θⱼ)``:
+  the trace term needs ``K⁻¹`` itself, so ``K⁻¹, log det K =
+  spd_inv_logdet(K)`` (one factorisation inside), ``α = K⁻¹ y``; its
+  backward pass in ``K`` is products only and is the trace formula, and one
   vector-Jacobian product of the kernel builder gives all 11 components.
   Checked against ``jax.grad`` of the NLML through the factor and solves,
   and against scikit-learn's gradient.
@@ -104,7 +105,7 @@ def k_train(theta: jax.Array, x: jax.Array) -> jax.Array:
     return kernel(theta)(x, x) + (jnp.exp(theta[10]) + _common.JITTER) * jnp.eye(x.size)
 
 
-nlml = _common.nlml_trace(k_train)  # jax.grad of it: the trace formula, K⁻¹ by cholesky_inv
+nlml = _common.nlml_trace(k_train)  # jax.grad of it: the trace formula, K⁻¹ by spd_inv_logdet
 nlml_reference = _common.nlml_autodiff(k_train)  # jax.grad through the factor and solves
 
 
