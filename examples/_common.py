@@ -10,8 +10,8 @@ Which tool computes which quantity, and why:
   triangular solve, then ``k(x*, x*) − Σ V²`` (a sum of squares, the column
   norms of ``V``). Through ``K⁻¹`` the subtraction cancels what the rounding
   of ``K⁻¹`` left: against an extended-precision reference the relative
-  error of the variance is 3.8e-6 at noise 1e-4 (κ(K) = 2.5e5) and 4.9 at
-  noise 1e-6 (κ = 2.5e7) that way, 7.0e-12 and 6.9e-10 through the solve
+  error of the variance is 6.6e-6 at noise 1e-4 (κ(K) = 2.5e5) and 1.4 at
+  noise 1e-6 (κ = 2.5e7) that way, 4.9e-12 and 5.9e-10 through the solve
   (``python scripts/gp_errors.py``; docs/guides/gaussian-processes.md).
 * Where ``K⁻¹`` of ``K`` itself is the quantity, ``spd_inv(K)`` (or
   ``spd_inv_logdet(K)``, with ``log det K`` from the same factor): the trace

@@ -21,8 +21,8 @@ Each quantity with the tool that is right for it (``examples/_common.py``):
 * Predictions: the mean ``K*ᵀ α`` by ``cho_solve``; the variance
   ``k(x*, x*) − ‖V‖²`` with ``V = L⁻¹ K*`` by one triangular solve, not
   ``K*ᵀ K⁻¹ K*`` through ``K⁻¹``, which cancels the rounding of ``K⁻¹`` into
-  the result (relative error of the variance 3.8e-6 at noise 1e-4 and 4.9
-  at noise 1e-6 that way, 7.0e-12 and 6.9e-10 through the solve; measured
+  the result (relative error of the variance 6.6e-6 at noise 1e-4 and 1.4
+  at noise 1e-6 that way, 4.9e-12 and 5.9e-10 through the solve; measured
   by ``python scripts/gp_errors.py``).
 
 Then it fits scikit-learn's ``GaussianProcessRegressor`` on the same kernel,
