@@ -24,6 +24,7 @@ Run ``python -m benchmarks.gp_step [--quick]`` or
 from __future__ import annotations
 
 import argparse
+import json
 import time
 from collections.abc import Callable
 from functools import partial
@@ -202,11 +203,26 @@ def loo_rows(sizes: list[int], rounds: int) -> list[dict[str, Any]]:
 
 
 def rows(
-    quick: bool = False, use_torch: bool = True, rounds: int | None = None
+    quick: bool = False,
+    use_torch: bool = True,
+    rounds: int | None = None,
+    grad_sizes: list[int] | None = None,
+    loo_sizes: list[int] | None = None,
+    loo_rounds: int | None = None,
 ) -> list[dict[str, Any]]:
-    """The table rows of both measurements (``quick``: tiny sizes, two rounds)."""
+    """The table rows of both measurements (``quick``: tiny sizes, two rounds).
+
+    Each row is printed (as JSON) when it is measured, so a long run shows its progress.
+    """
     r = rounds if rounds is not None else (2 if quick else 5)
-    return grad_rows(GRAD_SIZES[quick], r, use_torch) + loo_rows(LOO_SIZES[quick], max(2, r - 2))
+    out: list[dict[str, Any]] = []
+    for n in GRAD_SIZES[quick] if grad_sizes is None else grad_sizes:
+        out += grad_rows([n], r, use_torch)
+        print(json.dumps(out[-1]), flush=True)
+    for n in LOO_SIZES[quick] if loo_sizes is None else loo_sizes:
+        out += loo_rows([n], loo_rounds if loo_rounds is not None else max(2, r - 2))
+        print(json.dumps(out[-1]), flush=True)
+    return out
 
 
 def format_table(rows: list[dict[str, Any]]) -> str:
@@ -254,10 +270,15 @@ def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
     p.add_argument("--quick", action="store_true", help="tiny sizes, two rounds")
     p.add_argument("--no-torch", action="store_true", help="leave torch out")
     p.add_argument("--rounds", type=int, default=None, help="interleaved rounds (default 5)")
+    p.add_argument("--loo-rounds", type=int, default=None, help="LOO loop rounds (default 3)")
+    p.add_argument("--grad-sizes", type=int, nargs="*", default=None, help="n of the gradient")
+    p.add_argument("--loo-sizes", type=int, nargs="*", default=None, help="n of the LOO loop")
     args = p.parse_args(argv)
     if torch is not None:
         torch.set_num_threads(1 if args.quick else max(1, torch.get_num_threads()))
-    result = rows(args.quick, not args.no_torch, args.rounds)
+    result = rows(
+        args.quick, not args.no_torch, args.rounds, args.grad_sizes, args.loo_sizes, args.loo_rounds
+    )
     print(format_table(result))
     return result
 
