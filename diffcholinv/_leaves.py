@@ -85,7 +85,7 @@ def unrolled(L: jax.Array) -> jax.Array:
 BATCH_UNROLL = 64
 """One-block factors in batches of at least this many: leaves of :func:`unrolled`."""
 
-LEAF = 16
+LEAF = 64
 """The widest leaf of :func:`doubling` (single factors: :func:`substitution`)."""
 
 
