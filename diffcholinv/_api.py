@@ -9,11 +9,12 @@ import jax.numpy as jnp
 from jax.experimental import checkify
 from jax.typing import ArrayLike
 
-from . import _matrix, _rowsharded, _vjp
+from . import _jvp, _matrix, _rowsharded, _vjp
 from ._validate import (
     as_factor,
     check_device,
     check_flag,
+    check_forward_mode,
     check_method,
     check_platform,
     check_upper,
@@ -34,6 +35,7 @@ def cholesky_inv(
     device: jax.Device | jax.sharding.Sharding | None = None,
     check: bool = False,
     method: str = "auto",
+    forward_mode: bool = False,
 ) -> jax.Array:
     r"""Inverse of a Hermitian positive definite matrix from its Cholesky factor.
 
@@ -176,6 +178,7 @@ def cholesky_inv(
     check_device(device)
     check = check_flag(check)
     method = check_method(method)
+    forward_mode = check_forward_mode(forward_mode)
     platform = target_platform(arr, device)
     check_platform(arr.dtype, platform)
     if method == "auto" and (platform == "metal" or not _PLATFORM_DEPENDENT):
@@ -185,12 +188,22 @@ def cholesky_inv(
         # no shard_map rule for it; there this is the only choice.
         method = "products" if platform == "metal" else "solve"
     plan = _rowsharded.matrix_plan(arr, device)  # one matrix across devices, or None
+    if forward_mode and plan is not None:
+        raise ValueError(
+            f"cholesky_inv: forward_mode=True is not supported for one matrix sharded along "
+            f"its matrix axes (L of shape {tuple(arr.shape)} would take the row-sharded "
+            "algorithm, which has a reverse-mode rule only). Pass forward_mode=False and "
+            "differentiate in reverse mode (jax.grad, jax.jacrev), or shard a batch axis "
+            "(P('x', None, None)) instead of the matrix axes."
+        )
     if device is not None:
         arr = jax.device_put(arr, device)
     if check and arr.size:
         _check_factor(arr, upper=upper)
         _check_not_the_matrix(arr, upper=upper)
-    out: jax.Array = _cholesky_inv(arr, upper=upper, method=method, plan=plan)
+    out: jax.Array = _cholesky_inv(
+        arr, upper=upper, method=method, plan=plan, forward_mode=forward_mode
+    )
     return out
 
 
@@ -252,11 +265,16 @@ def _check_not_the_matrix(L: jax.Array, *, upper: bool) -> None:
     )
 
 
-@partial(jax.jit, static_argnames=("upper", "method", "plan"))
+@partial(jax.jit, static_argnames=("upper", "method", "plan", "forward_mode"))
 def _cholesky_inv(
-    L: jax.Array, *, upper: bool, method: str, plan: _rowsharded.Plan | None
+    L: jax.Array,
+    *,
+    upper: bool,
+    method: str,
+    plan: _rowsharded.Plan | None,
+    forward_mode: bool = False,
 ) -> jax.Array:
-    compute = partial(_compute, upper=upper, method=method, plan=plan)
+    compute = partial(_compute, upper=upper, method=method, plan=plan, forward_mode=forward_mode)
     if plan is not None or L.size == 0:  # the row-sharded path places its result itself
         return compute(L)
     # The per-matrix path, its result placed like the input: under jit on auto
@@ -264,7 +282,14 @@ def _cholesky_inv(
     return _rowsharded.placed_like_input(compute, L)
 
 
-def _compute(L: jax.Array, *, upper: bool, method: str, plan: _rowsharded.Plan | None) -> jax.Array:
+def _compute(
+    L: jax.Array,
+    *,
+    upper: bool,
+    method: str,
+    plan: _rowsharded.Plan | None,
+    forward_mode: bool = False,
+) -> jax.Array:
     dtype = L.dtype
     if L.size == 0:
         return jnp.zeros_like(L)
@@ -272,5 +297,10 @@ def _compute(L: jax.Array, *, upper: bool, method: str, plan: _rowsharded.Plan |
         L = _matrix.mH(L)
     L = L.astype(compute_dtype(dtype))
     # One matrix sharded along its matrix axes takes the row-sharded algorithm.
-    C = _vjp.cholinv_lower(L, method) if plan is None else _rowsharded.cholesky_inv(L, plan, method)
+    if plan is not None:
+        C = _rowsharded.cholesky_inv(L, plan, method)
+    elif forward_mode:  # the custom_jvp form: forward mode, and reverse by transposition
+        C = _jvp.cholinv_lower(L, method)
+    else:
+        C = _vjp.cholinv_lower(L, method)
     return C.astype(dtype)
