@@ -128,6 +128,15 @@ def check_flag(check: Any) -> bool:
     )
 
 
+def check_forward_mode(forward_mode: Any) -> bool:
+    """Return ``forward_mode`` as a Python bool; it must be a (numpy) bool."""
+    return _as_bool(
+        "forward_mode",
+        forward_mode,
+        "True: a jax.custom_jvp form that jax.jvp, jax.jacfwd and jax.linearize accept",
+    )
+
+
 def check_device(device: Any) -> None:
     """``device`` must be ``None``, a ``jax.Device`` or a ``jax.sharding.Sharding``."""
     if device is None or isinstance(device, (jax.Device, jax.sharding.Sharding)):
