@@ -11,7 +11,6 @@ from jax.experimental import checkify
 from jax.typing import ArrayLike
 
 from . import _rowsharded, _spd
-from ._api import _PLATFORM_DEPENDENT
 from ._validate import (
     as_factor,
     check_bool,
@@ -232,8 +231,6 @@ def _spd_public(
     method = check_method(method, fn=fn)
     platform = target_platform(arr, device)
     check_platform(arr.dtype, platform, name="A", fn=fn)
-    if method == "auto" and (platform == "metal" or not _PLATFORM_DEPENDENT):
-        method = "products" if platform == "metal" else "solve"  # as cholesky_inv
     if device is not None:
         arr = jax.device_put(arr, device)
     C, logdet = _spd_inv(arr, method=method, forward_mode=forward_mode)

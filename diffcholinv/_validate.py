@@ -129,6 +129,15 @@ def check_flag(check: Any) -> bool:
     )
 
 
+def check_forward_mode(forward_mode: Any) -> bool:
+    """Return ``forward_mode`` as a Python bool; it must be a (numpy) bool."""
+    return _as_bool(
+        "forward_mode",
+        forward_mode,
+        "True: a jax.custom_jvp form that jax.jvp, jax.jacfwd and jax.linearize accept",
+    )
+
+
 def check_bool(name: str, value: Any, meaning: str, *, fn: str) -> bool:
     """Return ``value`` (the keyword ``name`` of ``fn``) as a Python bool."""
     return _as_bool(name, value, meaning, fn)
