@@ -9,22 +9,18 @@ import jax.numpy as jnp
 from jax.experimental import checkify
 from jax.typing import ArrayLike
 
-from . import _matrix, _rowsharded, _vjp
+from . import _jvp, _matrix, _rowsharded, _vjp
 from ._validate import (
     as_factor,
     check_device,
     check_flag,
+    check_forward_mode,
     check_method,
     check_platform,
     check_upper,
     compute_dtype,
     target_platform,
 )
-
-# ``lax.platform_dependent`` lowers only the branch of the target platform and
-# works under ``shard_map`` (checked for jax 0.10; not so in 0.4.34). Older jax
-# gets the choice made in Python from the platform the call runs on.
-_PLATFORM_DEPENDENT = tuple(int(p) for p in jax.__version__.split(".")[:2]) >= (0, 6)
 
 
 def cholesky_inv(
@@ -34,6 +30,7 @@ def cholesky_inv(
     device: jax.Device | jax.sharding.Sharding | None = None,
     check: bool = False,
     method: str = "auto",
+    forward_mode: bool = False,
 ) -> jax.Array:
     r"""Inverse of a Hermitian positive definite matrix from its Cholesky factor.
 
@@ -64,11 +61,34 @@ def cholesky_inv(
 
     conjugated per JAX's convention for complex inputs (derivation in
     docs/math.md). It composes with ``jit``, ``vmap``, ``grad``, grad-of-grad
-    and ``jax.hessian``. Forward-mode differentiation applied directly to the
-    op (``jax.jvp``, ``jax.jacfwd``) is not supported by ``custom_vjp`` and
-    raises a ``TypeError``: use ``jax.jacrev`` for Jacobians; ``jax.hessian``
-    (``jacfwd`` over ``jacrev``) works. ``jax.test_util.check_grads`` checks
-    both modes by default, so pass ``modes=["rev"]`` (see the examples).
+    and ``jax.hessian`` (``jacfwd`` over ``jacrev``).
+
+    JAX cannot forward-differentiate a ``custom_vjp`` function: ``jax.jvp``,
+    ``jax.jacfwd``, calling what ``jax.linearize`` returns, and
+    ``jax.test_util.check_grads`` with its default modes raise ``TypeError:
+    can't apply forward-mode autodiff (jvp) to a custom_vjp function``, as do
+    optimistix's Levenberg–Marquardt and Gauss–Newton (forward-mode Jacobian
+    by default) and NumPyro's ``NUTS(..., forward_mode_differentiation=True)``.
+    Either switch the caller to reverse mode (``jax.jacrev``;
+    ``check_grads(..., modes=["rev"])``; optimistix ``options={"jac":
+    "bwd"}``; NumPyro's default reverse mode) or pass ``forward_mode=True``:
+    a ``jax.custom_jvp`` form of the same forward pass with the tangent map
+
+    $$
+    \dot C = -\big(P + P^H\big), \qquad P = C\,\operatorname{tril}(\dot L)\,L^{-1},
+    $$
+
+    linear in \(\dot L\), whose transpose JAX derives for reverse mode
+    (docs/math.md, "Tangent map"). Its values are bitwise the default's, its
+    derivatives equal to rounding, and the contract is the same (unread
+    triangle, exact symmetry of value and tangent, ``upper``, complex,
+    batches, ``vmap``, ``check``), except the row-sharded path of one matrix
+    across devices, which it does not support. Its reverse mode costs more
+    than the default's analytic rule: value and gradient, float64, XLA:CPU
+    on 2 cores, about 1.2× the time at ``n = 64``, 1.2×–2.1× at
+    ``n = 256``–``1024`` and 1.5×–1.6× the compiled temporaries at
+    ``n ≥ 256`` (docs/benchmarks.md, "Forward mode as an opt-in"): keep the
+    default unless something differentiates forward.
 
     Args:
       L: Cholesky factor, array-like of shape ``[..., n, n]``; float32,
@@ -95,17 +115,21 @@ def cholesky_inv(
         failed check raises at once; under ``jit`` wrap the function in
         ``checkify.checkify``. ``False`` (default) adds nothing to the
         program.
-      method: the inverter of the diagonal blocks; the algorithm is the
-        same blocked loop in every method (docs/math.md). ``"auto"``
-        (default): forward substitution made of products for the blocks of
-        the loop, on every platform; a factor of \(n \le 64\) is one block,
-        inverted by a triangular solve (``lax.platform_dependent``: Metal,
-        which cannot lower triangular solves, gets the substitution).
+      method: the inverter of the diagonal blocks; the algorithm above them
+        is the same in every method (docs/math.md). ``"auto"`` (default):
+        products only, on every platform: forward substitution for the
+        blocks of a larger factor; a factor of \(n \le 64\) is one block,
+        inverted by a level-batched doubling (no LAPACK call on CPU).
         ``"solve"``: triangular solves for every block. ``"products"``: the
         substitution for every block, so that the program holds matrix
         products, elementwise ops and ``lax.fori_loop`` only (no
         ``triangular_solve``, no custom calls), forward and backward. See
         docs/scaling.md.
+      forward_mode: ``False`` (default): a ``jax.custom_vjp`` function,
+        reverse mode only (its analytic rule). ``True``: the
+        ``jax.custom_jvp`` form above, for ``jax.jvp``, ``jax.jacfwd``,
+        ``jax.linearize`` and the libraries that differentiate forward;
+        reverse mode by transposition, at the cost stated above.
 
     Returns:
       The inverse \(A^{-1}\), of shape ``[..., n, n]`` and the dtype of ``L``.
@@ -117,13 +141,13 @@ def cholesky_inv(
       TypeError: ``L`` is not array-like or has a dtype other than float16,
         bfloat16, float32, float64, complex64 or complex128 (integer and bool
         included); ``L`` is complex and the computation would run on Metal
-        (no complex dtypes there); ``upper`` or ``check`` is not a bool;
+        (no complex dtypes there); ``upper``, ``check`` or ``forward_mode`` is not a bool;
         ``device`` is not ``None``, a ``jax.Device`` or a
         ``jax.sharding.Sharding``; ``method`` is not a string.
       ValueError: ``L`` has fewer than 2 dimensions or its last two are not
         equal; ``L`` is sharded along its matrix axes over a number of
-        devices that does not divide ``n``; ``method`` is not one of the
-        names above.
+        devices that does not divide ``n``, or so sharded with
+        ``forward_mode=True``; ``method`` is not one of the names above.
       checkify.JaxRuntimeError: ``check=True``, called eagerly, and the
         factor is singular or not finite, or is a symmetric matrix.
 
@@ -148,6 +172,17 @@ def cholesky_inv(
       0.0
       >>> from jax.test_util import check_grads
       >>> check_grads(cholesky_inv, (L,), order=2, modes=["rev"])
+
+      Forward mode, through the opt-in; the tangent matches finite
+      differences and the Jacobian the default op's reverse mode:
+
+      >>> C, dC = jax.jvp(lambda L: cholesky_inv(L, forward_mode=True), (L,), (L,))
+      >>> bool(jnp.allclose(dC, -2.0 * C, atol=1e-6))  # A(sL) = s² A: dC/ds = -2C
+      True
+      >>> J = jax.jacfwd(lambda L: cholesky_inv(L, forward_mode=True))(L)
+      >>> bool(jnp.allclose(J, jax.jacrev(cholesky_inv)(L), atol=1e-6))
+      True
+      >>> check_grads(lambda L: cholesky_inv(L, forward_mode=True), (L,), order=2)
 
       A complex factor, \(A = L L^H\), gives an exactly Hermitian inverse:
 
@@ -176,21 +211,26 @@ def cholesky_inv(
     check_device(device)
     check = check_flag(check)
     method = check_method(method)
+    forward_mode = check_forward_mode(forward_mode)
     platform = target_platform(arr, device)
     check_platform(arr.dtype, platform)
-    if method == "auto" and (platform == "metal" or not _PLATFORM_DEPENDENT):
-        # Also chosen here, before tracing, from where the call runs. Old jax
-        # lowers every branch of ``platform_dependent`` even for one platform
-        # (Metal would then meet the other branch's triangular solves) and has
-        # no shard_map rule for it; there this is the only choice.
-        method = "products" if platform == "metal" else "solve"
     plan = _rowsharded.matrix_plan(arr, device)  # one matrix across devices, or None
+    if forward_mode and plan is not None:
+        raise ValueError(
+            f"cholesky_inv: forward_mode=True is not supported for one matrix sharded along "
+            f"its matrix axes (L of shape {tuple(arr.shape)} would take the row-sharded "
+            "algorithm, which has a reverse-mode rule only). Pass forward_mode=False and "
+            "differentiate in reverse mode (jax.grad, jax.jacrev), or shard a batch axis "
+            "(P('x', None, None)) instead of the matrix axes."
+        )
     if device is not None:
         arr = jax.device_put(arr, device)
     if check and arr.size:
         _check_factor(arr, upper=upper)
         _check_not_the_matrix(arr, upper=upper)
-    out: jax.Array = _cholesky_inv(arr, upper=upper, method=method, plan=plan)
+    out: jax.Array = _cholesky_inv(
+        arr, upper=upper, method=method, plan=plan, forward_mode=forward_mode
+    )
     return out
 
 
@@ -252,11 +292,16 @@ def _check_not_the_matrix(L: jax.Array, *, upper: bool) -> None:
     )
 
 
-@partial(jax.jit, static_argnames=("upper", "method", "plan"))
+@partial(jax.jit, static_argnames=("upper", "method", "plan", "forward_mode"))
 def _cholesky_inv(
-    L: jax.Array, *, upper: bool, method: str, plan: _rowsharded.Plan | None
+    L: jax.Array,
+    *,
+    upper: bool,
+    method: str,
+    plan: _rowsharded.Plan | None,
+    forward_mode: bool = False,
 ) -> jax.Array:
-    compute = partial(_compute, upper=upper, method=method, plan=plan)
+    compute = partial(_compute, upper=upper, method=method, plan=plan, forward_mode=forward_mode)
     if plan is not None or L.size == 0:  # the row-sharded path places its result itself
         return compute(L)
     # The per-matrix path, its result placed like the input: under jit on auto
@@ -264,7 +309,14 @@ def _cholesky_inv(
     return _rowsharded.placed_like_input(compute, L)
 
 
-def _compute(L: jax.Array, *, upper: bool, method: str, plan: _rowsharded.Plan | None) -> jax.Array:
+def _compute(
+    L: jax.Array,
+    *,
+    upper: bool,
+    method: str,
+    plan: _rowsharded.Plan | None,
+    forward_mode: bool = False,
+) -> jax.Array:
     dtype = L.dtype
     if L.size == 0:
         return jnp.zeros_like(L)
@@ -272,5 +324,10 @@ def _compute(L: jax.Array, *, upper: bool, method: str, plan: _rowsharded.Plan |
         L = _matrix.mH(L)
     L = L.astype(compute_dtype(dtype))
     # One matrix sharded along its matrix axes takes the row-sharded algorithm.
-    C = _vjp.cholinv_lower(L, method) if plan is None else _rowsharded.cholesky_inv(L, plan, method)
+    if plan is not None:
+        C = _rowsharded.cholesky_inv(L, plan, method)
+    elif forward_mode:  # the custom_jvp form: forward mode, and reverse by transposition
+        C = _jvp.cholinv_lower(L, method)
+    else:
+        C = _vjp.cholinv_lower(L, method)
     return C.astype(dtype)

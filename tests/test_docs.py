@@ -23,9 +23,9 @@ ROOT = Path(__file__).resolve().parents[1]
 BLOCK = re.compile(r"^```python\n(.*?)^```", re.DOTALL | re.MULTILINE)
 PEER_BLOCK = re.compile(r"^```py\n(.*?)^```", re.DOTALL | re.MULTILINE)
 PAGES = [ROOT / "README.md", *sorted((ROOT / "docs").rglob("*.md"))]
-# The optional gp extra (docs/guides/gaussian-processes.md): pages that import
+# The optional gp extra (docs/guides/gaussian-processes.md, pitfalls.md): pages that import
 # them are skipped where they are not installed.
-GP_LIBRARIES = {"tinygp", "gpjax", "equinox", "sklearn"}
+GP_LIBRARIES = {"tinygp", "gpjax", "equinox", "sklearn", "optimistix", "numpyro"}
 
 
 def _blocks(path: Path) -> list[str]:
