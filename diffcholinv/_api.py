@@ -318,7 +318,7 @@ def _cholesky_inv(
         return compute(L)
     # The per-matrix path, its result placed like the input: under jit on auto
     # axes the input's sharding is not visible here (_rowsharded).
-    return _rowsharded.placed_like_input(compute, L)
+    return _rowsharded.placed_like_input(compute, L, forward_mode=forward_mode)
 
 
 def _compute(
