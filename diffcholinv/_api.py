@@ -22,11 +22,6 @@ from ._validate import (
     target_platform,
 )
 
-# ``lax.platform_dependent`` lowers only the branch of the target platform and
-# works under ``shard_map`` (checked for jax 0.10; not so in 0.4.34). Older jax
-# gets the choice made in Python from the platform the call runs on.
-_PLATFORM_DEPENDENT = tuple(int(p) for p in jax.__version__.split(".")[:2]) >= (0, 6)
-
 
 def cholesky_inv(
     L: ArrayLike,
@@ -120,12 +115,11 @@ def cholesky_inv(
         failed check raises at once; under ``jit`` wrap the function in
         ``checkify.checkify``. ``False`` (default) adds nothing to the
         program.
-      method: the inverter of the diagonal blocks; the algorithm is the
-        same blocked loop in every method (docs/math.md). ``"auto"``
-        (default): forward substitution made of products for the blocks of
-        the loop, on every platform; a factor of \(n \le 64\) is one block,
-        inverted by a triangular solve (``lax.platform_dependent``: Metal,
-        which cannot lower triangular solves, gets the substitution).
+      method: the inverter of the diagonal blocks; the algorithm above them
+        is the same in every method (docs/math.md). ``"auto"`` (default):
+        products only, on every platform: forward substitution for the
+        blocks of a larger factor; a factor of \(n \le 64\) is one block,
+        inverted by a level-batched doubling (no LAPACK call on CPU).
         ``"solve"``: triangular solves for every block. ``"products"``: the
         substitution for every block, so that the program holds matrix
         products, elementwise ops and ``lax.fori_loop`` only (no
@@ -220,12 +214,6 @@ def cholesky_inv(
     forward_mode = check_forward_mode(forward_mode)
     platform = target_platform(arr, device)
     check_platform(arr.dtype, platform)
-    if method == "auto" and (platform == "metal" or not _PLATFORM_DEPENDENT):
-        # Also chosen here, before tracing, from where the call runs. Old jax
-        # lowers every branch of ``platform_dependent`` even for one platform
-        # (Metal would then meet the other branch's triangular solves) and has
-        # no shard_map rule for it; there this is the only choice.
-        method = "products" if platform == "metal" else "solve"
     plan = _rowsharded.matrix_plan(arr, device)  # one matrix across devices, or None
     if forward_mode and plan is not None:
         raise ValueError(

@@ -1,35 +1,25 @@
-"""The forward pass: ``C = (L Lᴴ)⁻¹`` block column by block column, in one loop.
+"""The forward pass: ``C = (L Lᴴ)⁻¹`` by level-batched doubling over diagonal blocks.
 
-Cut ``L`` into ``N`` block columns of width ``b`` and split it before block
-column ``k``::
+Cut ``L`` into ``N`` diagonal blocks of width ``b`` (``N`` a power of two,
+:func:`blocks`), invert them all at once as one batch (:mod:`._leaves`), and
+join them pairwise, level by level, into the inverse Gram matrix of every
+diagonal block twice their size (:func:`._doubling.gram_inverse`; derived in
+docs/math.md, "Level-batched doubling")::
 
-    L = [[Lₖₖ, 0],     (Lₖₖ the b × b diagonal block, Bₖ the column below it,
-         [Bₖ,  D]]      D the trailing factor, whose C_D = (D Dᴴ)⁻¹ is known)
+    V   = -B X₁,   C₂₁ = C₂ V,   C₁₁ = C₁ + Vᴴ C₂₁
 
-Then, with ``Xₖₖ = Lₖₖ⁻¹`` and ``Wₖ = Bₖ Xₖₖ`` (derived in docs/math.md, "Blocked,
-one block column per step")::
+``13n³/12`` flops in ``log₂ N`` levels of batched products, the largest
+``n/2 × n/2``, and no loop carrying ``C``. A factor of at most ``ONE_BLOCK``
+is one block: its inverse is one (batched) leaf and one product.
 
-    C₂₁ = -C_D Wₖ
-    C₁₁ = Xₖₖᴴ Xₖₖ - Wₖᴴ C₂₁
-
-so a loop over ``k = N-1, …, 0`` fills ``C`` from the bottom-right corner
-outwards, one block column (and its mirror, the block row) per step. Every
-step has the same static shapes: the products run over the whole ``n × n``
-``C``, whose rows and columns that are not yet filled hold exact zeros.
-That does ``2n³`` flops where a triangular count needs ``2n³/3``, but the
-program is one loop body whatever ``n`` is, so it compiles in a fraction of
-the time of an unrolled recursion, and its bulk is ``n × n`` by ``n × b``
-products, which run at the machine's GEMM rate. The diagonal blocks are
-inverted all at once before the loop, as one batch (:mod:`._leaves`).
-
-The loop runs on ``M = D⁻¹ L``, each row of ``L`` scaled by a power of two
-(``D = diag(2ᵉ)``, see :func:`._matrix.row_exponents`), and fills
+The doubling runs on ``M = D⁻¹ L``, each row of ``L`` scaled by a power of
+two (``D = diag(2ᵉ)``, see :func:`._matrix.row_exponents`), and fills
 ``C_M = (M Mᴴ)⁻¹ = D C D``; one pass at the end makes ``C = D⁻¹ C_M D⁻¹``
 (docs/math.md, "Scaling"). Every step is the same arithmetic as on ``L``
 with each entry scaled by a power of two, so where nothing leaves the range
 the result is bitwise the one without scaling; ``M`` keeps every
 intermediate in range whenever ``C_M`` is, however wide the diagonal of
-``L`` spans. The scaling is folded into the panels read from ``L``, so no
+``L`` spans. The scaling is folded into the blocks read from ``L``, so no
 scaled copy of ``L`` is made.
 """
 
@@ -37,14 +27,14 @@ from __future__ import annotations
 
 import jax
 import jax.numpy as jnp
-from jax import lax
 
-from . import _leaves, _matrix
+from . import _doubling, _leaves, _matrix
 
-# Factors up to ONE_BLOCK are one block: its inverse is one (batched) leaf, so
-# no loop at all, and a large batch of small factors costs one batched solve
-# and one batched product. Above, block columns of about BLOCK (MEDIUM_BLOCK
-# up to MEDIUM_MAX); docs/benchmarks.md has the measurements.
+# Factors up to ONE_BLOCK are one block: its inverse is one (batched) leaf
+# and one batched product. Above, diagonal blocks of about BLOCK (MEDIUM_BLOCK
+# up to MEDIUM_MAX), which the backward pass's loop walks through block column
+# by block column; SPLIT_MIN: from there that loop is split in two (see
+# _vjp.tril_product). docs/benchmarks.md has the measurements.
 ONE_BLOCK = 64
 SPLIT_MIN = 1024
 MEDIUM_MAX = 512
@@ -53,18 +43,18 @@ BLOCK = 64
 
 
 def blocks(n: int) -> tuple[int, int]:
-    """``(N, b)``: ``N`` block columns of width ``b``, ``N b ≥ n`` (static: shape only).
+    """``(N, b)``: ``N`` diagonal blocks of width ``b``, ``N b ≥ n`` (static: shape only).
 
-    ``b`` divides ``n`` when a width within a quarter of the target does,
-    so that no padding copy is made; otherwise ``N b - n < N``.
+    ``N`` is a power of two (the doubling joins the blocks pairwise, level by
+    level), the smallest that makes ``b = ⌈n/N⌉`` at most a quarter above
+    the target width; ``N b - n < N``.
     """
     if n <= ONE_BLOCK:
         return 1, max(n, 1)
     target = BLOCK if n > MEDIUM_MAX else MEDIUM_BLOCK
-    for b in sorted(range(target * 3 // 4, target * 5 // 4 + 1), key=lambda b: abs(b - target)):
-        if n % b == 0:
-            return n // b, b
-    N = -(-n // target)
+    N = 2
+    while -(-n // N) > target * 5 // 4:
+        N *= 2
     return N, -(-n // N)
 
 
@@ -104,62 +94,8 @@ def inverse(L: jax.Array, F: jax.Array, tri_inv: _leaves.Inverter) -> tuple[jax.
         CM, symmetric = _gram(X[..., 0, :, :])  # (M Mᴴ)⁻¹ = M⁻ᴴ M⁻¹
         CM = CM if symmetric else _matrix.mirror_lower(CM)
         return _matrix.unscale(CM, F), X  # A⁻¹ = D⁻¹ (M Mᴴ)⁻¹ D⁻¹
-    return _matrix.unscale(_columns(Lp, X, F, N)[..., :n, :n], F[..., :n, :]), X
-
-
-def _columns(
-    L: jax.Array,
-    X: jax.Array,
-    F: jax.Array,
-    K: int,
-    C: jax.Array | None = None,
-    *,
-    split: bool = True,
-) -> jax.Array:
-    """Fill block columns ``K-1, …, 0`` of ``C_M = (M Mᴴ)⁻¹`` (``[..., N b, N b]``), one step each.
-
-    ``M = D⁻¹ L`` is read panel by panel (``F``: :func:`factors`). ``C``
-    holds the trailing ``(N-K) b`` square already (zero elsewhere); ``None``:
-    nothing yet, and if the factor is large (and ``split``) the trailing half
-    is first made by the same loop on its own (``SPLIT_MIN``).
-    """
-    N, b = X.shape[-3], X.shape[-1]
-    size = N * b
-    if C is None:
-        if split and size >= SPLIT_MIN and K == N:
-            # The loop runs its products over the whole C; made alone, the
-            # trailing half costs a quarter of that per step: 5n³/4 flops, not
-            # 2n³. Once only: every loop is more program to compile.
-            h = N // 2
-            CD = _columns(
-                L[..., h * b :, h * b :], X[..., h:, :, :], F[..., h * b :, :], N - h, split=False
-            )
-            widths = [(0, 0)] * (L.ndim - 2) + [(h * b, 0), (h * b, 0)]
-            return _columns(L, X, F, h, jnp.pad(CD, widths))
-        C = jnp.zeros_like(L)
-    below = lax.broadcasted_iota(jnp.int32, (size, 1), 0)
-    zero = jnp.zeros((), L.dtype)
-
-    def step(j: jax.Array, C: jax.Array) -> jax.Array:
-        k = K - 1 - j
-        Xkk = lax.dynamic_index_in_dim(X, k, axis=-3, keepdims=False)
-        Bk = lax.dynamic_slice_in_dim(L, k * b, b, axis=-1)  # block column k of L
-        # -Bₖ of M (its rows scaled by D⁻¹), the rows below Mₖₖ: the sign rides
-        # on this panel, so that no product below needs a negation pass of its own.
-        Bk = jnp.where(below >= (k + 1) * b, -_matrix.row_scale(Bk, F), zero)
-        W = _matrix.matmul(Bk, Xkk)  # -Wₖ
-        C21 = _matrix.matmul(C, W)  # -C_D Wₖ: C holds C_D, zero elsewhere
-        C11 = _matrix.mirror_lower(
-            _matrix.matmul(_matrix.mH(Xkk), Xkk) + _matrix.matmul(_matrix.mH(W), C21)
-        )
-        panel = lax.dynamic_update_slice_in_dim(C21, C11, k * b, axis=-2)
-        C = lax.dynamic_update_slice_in_dim(C, panel, k * b, axis=-1)
-        # The block row is the exact mirror of the block column.
-        out: jax.Array = lax.dynamic_update_slice_in_dim(C, _matrix.mH(panel), k * b, axis=-2)
-        return out
-
-    out: jax.Array = lax.fori_loop(0, K, step, C)
-    return out
+    CM = _doubling.gram_inverse(Lp, F, X)
+    return _matrix.unscale(CM[..., :n, :n], F[..., :n, :]), X
 
 
 def _gram(X: jax.Array) -> tuple[jax.Array, bool]:

@@ -58,3 +58,40 @@ def test_benchmark_quick_run(tmp_path):
     losses = {r["loss"] for r in rows if r["case"] == "memory"}
     assert losses == {"sum(G*C)", "y@C@y+trace(C)", "sum(sin(C))"}
     assert (tmp_path / "benchmark.png").stat().st_size > 0
+
+
+def test_gpu_check_runs_reduced_without_a_gpu(tmp_path):
+    cmd = [sys.executable, "-m", "benchmarks", "--gpu-check", "--no-torch", "--out", str(tmp_path)]
+    out = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=300, check=True)
+    result = json.loads((tmp_path / "gpu_check.json").read_text())
+    if not result["gpu"]:
+        assert "no CUDA GPU here" in out.stdout and "running reduced" in out.stdout
+    assert result["tests"]["returncode"] == 0 and "passed" in result["tests"]["summary"]
+    assert {r["case"] for r in result["rows"]} == {"forward", "gemm", "grad", "batched", "compile"}
+    for r in result["rows"]:
+        if r["case"] in ("forward", "grad", "batched"):
+            assert {"diffcholinv", "cho_solve"} <= set(r["seconds"])
+            for s in r["seconds"].values():
+                _sane_summary(s)
+    assert "| value+grad |" in out.stdout
+
+
+def test_compare_flags_ratios_that_moved(tmp_path):
+    from benchmarks.run import compare
+
+    def row(ratio, bound):
+        return {
+            "case": "grad",
+            "n": 64,
+            "batch": 1,
+            "dtype": "float64",
+            "threads": "default",
+            "ratio": {"cho_solve": ratio},
+            "bound": {"ours_over_bound": bound},
+        }
+
+    before = tmp_path / "before.json"
+    before.write_text(json.dumps({"rows": [row(2.0, 3.0)]}))
+    assert "largest change 10%: the runs agree within 15%" in compare([row(2.2, 3.0)], before)
+    moved = compare([row(2.0, 4.0)], before)
+    assert "largest change 33%: the runs disagree" in moved and "✗" in moved

@@ -146,9 +146,13 @@ def test_auto_picks_products_for_metal_export():
         for f in (cholesky_inv, jax.grad(loss)):
             metal = export.export(jax.jit(f), platforms=["metal"])(spec).mlir_module()
             assert "triangular" not in metal and "custom_call" not in metal
-    # Control: for CPU the program keeps its triangular solve (the leaf).
+    # Control: for CPU, method="solve" keeps its triangular solve (the leaf).
     spec = jax.ShapeDtypeStruct((2, 40, 40), jnp.float32)
-    cpu = export.export(jax.jit(jax.grad(loss)), platforms=["cpu"])(spec).mlir_module()
+
+    def loss_solve(x):
+        return jnp.sum(jnp.sin(cholesky_inv(x, method="solve")))
+
+    cpu = export.export(jax.jit(jax.grad(loss_solve)), platforms=["cpu"])(spec).mlir_module()
     assert "triangular" in cpu or "custom_call" in cpu
 
 
@@ -159,16 +163,40 @@ def test_auto_picks_products_when_running_on_metal(rng, monkeypatch):
 
     L = jnp.asarray(spd_factor(rng, (2,), 40), jnp.float32)  # one block: a LAPACK leaf on CPU
 
-    def grad(x):  # a new function each time, so no trace is reused
-        return jax.grad(lambda y: jnp.sum(jnp.sin(cholesky_inv(y))))(x)
+    def grad(x, method="auto"):  # a new function each time, so no trace is reused
+        return jax.grad(lambda y: jnp.sum(jnp.sin(cholesky_inv(y, method=method))))(x)
 
     monkeypatch.setattr(_api, "target_platform", lambda arr, device: "metal")
     text = _lowered(grad, L)
     assert "triangular" not in text and "custom_call" not in text
-    # Control: on CPU the program keeps its triangular solves (the leaves).
+    # Control: on CPU, method="solve" keeps its triangular solves (the leaves).
     monkeypatch.setattr(_api, "target_platform", lambda arr, device: "cpu")
-    text = _lowered(lambda x: grad(x), L)
+    text = _lowered(lambda x: grad(x, "solve"), L)
     assert "triangular" in text or "custom_call" in text
+
+
+@pytest.mark.parametrize("n", [4, 16, 40, 64, 65, 200])
+def test_default_cpu_programs_hold_no_library_call(rng, n):
+    # The compiled CPU programs of method="auto", forward and value+grad,
+    # single and batched: no custom call (LAPACK trsm, potrf, ...) at all.
+    L = jnp.asarray(spd_factor(rng, (3,), n))
+    G = jnp.asarray(rng.standard_normal((3, n, n)))
+
+    def value_and_grad(x, g):
+        return jax.value_and_grad(lambda y: jnp.sum(g * cholesky_inv(y)))(x)
+
+    for f, args in [(cholesky_inv, (L,)), (cholesky_inv, (L[0],)), (value_and_grad, (L, G))]:
+        assert not _calls_library(jax.jit(f).lower(*args).compile().as_text()), n
+    # Control: the same scan finds the LAPACK call of method="solve".
+    M = jnp.asarray(spd_factor(rng, (3,), 16))
+    assert _calls_library(
+        jax.jit(lambda x: cholesky_inv(x, method="solve")).lower(M).compile().as_text()
+    )
+
+
+def _calls_library(hlo: str) -> bool:
+    """Does compiled HLO text hold a custom call (a LAPACK kernel) or a triangular solve?"""
+    return any(word in hlo for word in ("custom-call(", "custom_call_target", "triangular-solve("))
 
 
 @pytest.mark.parametrize("bad", ["fast", "", "Products"])
