@@ -52,6 +52,7 @@ from benchmarks import (
     contention,
     first_call,
     forward,
+    gp_step,
     grad,
     growing_n,
     memory,
@@ -78,6 +79,11 @@ CASES: dict[str, Callable[[argparse.Namespace], list[dict[str, Any]]]] = {
     "first_call": first_call.rows,
     "growing_n": growing_n.rows,
     "contention": contention.rows,
+}
+# Cases whose rows have columns of their own, printed as their own table:
+# name -> (rows(quick, use_torch), format_table(rows)). Not run by default.
+OWN_TABLE: dict[str, tuple[Callable[[bool, bool], list[dict[str, Any]]], Callable[..., str]]] = {
+    "gp_step": (gp_step.rows, gp_step.format_table),
 }
 # Run by default (contention runs its own fresh processes with both settings).
 DEFAULT_CASES = ["forward", "grad", "batched", "memory", "compile", "first_call", "growing_n"]
@@ -133,7 +139,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         default=["float32", "float64"],
         help="dtypes of forward and compile (--quick compiles the first only)",
     )
-    p.add_argument("--cases", nargs="+", default=DEFAULT_CASES, choices=list(CASES))
+    p.add_argument("--cases", nargs="+", default=DEFAULT_CASES, choices=[*CASES, *OWN_TABLE])
     p.add_argument("--no-torch", action="store_true", help="leave torch out")
     p.add_argument("--out", default=os.path.join("benchmarks", "out"))
     p.add_argument(
@@ -236,7 +242,8 @@ def machine() -> dict[str, Any]:
 def run_cases(args: argparse.Namespace) -> list[dict[str, Any]]:
     rows: list[dict[str, Any]] = []
     with threadpool_limits(limits=args.blas_threads, user_api="blas"):
-        for case in tqdm(args.cases, desc="benchmarks", unit="case", file=sys.stderr):
+        cases = [c for c in args.cases if c in CASES]
+        for case in tqdm(cases, desc="benchmarks", unit="case", file=sys.stderr):
             rows += CASES[case](args)
     return rows
 
@@ -287,6 +294,11 @@ def write(args: argparse.Namespace, rows: list[dict[str, Any]]) -> dict[str, Any
         "ratios": RATIOS,
         "rows": rows,
     }
+    for case in args.cases:
+        if case in OWN_TABLE:
+            own_rows, own_table = OWN_TABLE[case]
+            result[case] = own_rows(args.quick, torch is not None)
+            print(own_table(result[case]))
     os.makedirs(args.out, exist_ok=True)
     print(format_table(rows))
     with open(os.path.join(args.out, "results.json"), "w") as f:

@@ -28,8 +28,10 @@ _HALF_DTYPES = ("float16", "bfloat16")
 _NO_COMPLEX_PLATFORMS = ("metal",)
 
 
-def as_factor(L: Any) -> jax.Array:
+def as_factor(L: Any, *, name: str = "L", fn: str = "cholesky_inv") -> jax.Array:
     """Return ``L`` as a jax array of shape ``[..., n, n]`` and a supported dtype.
+
+    Errors name ``fn`` and its argument ``name``.
 
     Raises:
       TypeError: ``L`` is not array-like, or its dtype is not one of
@@ -39,7 +41,7 @@ def as_factor(L: Any) -> jax.Array:
     """
     if isinstance(L, (str, bytes, dict, set)) or L is None:
         raise TypeError(
-            f"cholesky_inv: L must be an array of shape [..., n, n], got an object "
+            f"{fn}: {name} must be an array of shape [..., n, n], got an object "
             f"of type {type(L).__name__}."
         )
     given = getattr(L, "dtype", None)
@@ -50,40 +52,40 @@ def as_factor(L: Any) -> jax.Array:
             given = None
         if given is not None and given.name not in SUPPORTED_DTYPES and given.kind in "fc":
             raise TypeError(
-                f"cholesky_inv: L has dtype {given.name}, which JAX cannot hold; expected one "
+                f"{fn}: {name} has dtype {given.name}, which JAX cannot hold; expected one "
                 f"of {', '.join(SUPPORTED_DTYPES)}. Convert it first, e.g. "
-                f"L.astype(numpy.float64)."
+                f"{name}.astype(numpy.float64)."
             )
     try:
         arr = jnp.asarray(L)
     except (TypeError, ValueError) as err:
         raise TypeError(
-            f"cholesky_inv: L must be an array of shape [..., n, n]; could not "
+            f"{fn}: {name} must be an array of shape [..., n, n]; could not "
             f"convert an object of type {type(L).__name__} to an array ({err})."
         ) from err
 
     dtype = np.dtype(arr.dtype)
     if dtype.name not in SUPPORTED_DTYPES:
         raise TypeError(
-            f"cholesky_inv: L has dtype {dtype.name}; expected a floating or "
+            f"{fn}: {name} has dtype {dtype.name}; expected a floating or "
             f"complex dtype, one of {', '.join(SUPPORTED_DTYPES)}."
         )
 
     shape = tuple(arr.shape)
     if len(shape) >= 2 and not all(isinstance(d, (int, np.integer)) for d in shape[-2:]):
         raise ValueError(
-            f"cholesky_inv: L has shape {shape}, whose matrix size is symbolic; the "
+            f"{fn}: {name} has shape {shape}, whose matrix size is symbolic; the "
             f"algorithm is chosen by the static matrix size n, so export with a concrete "
             f"n, e.g. jax.export.symbolic_shape('b, 64, 64') (a symbolic batch works)."
         )
     if len(shape) < 2:
         raise ValueError(
-            f"cholesky_inv: L must have shape [..., n, n] (at least 2 dimensions); "
+            f"{fn}: {name} must have shape [..., n, n] (at least 2 dimensions); "
             f"got shape {shape} with {len(shape)} dimension(s)."
         )
     if shape[-1] != shape[-2]:
         raise ValueError(
-            f"cholesky_inv: L must be square in its last two dimensions, shape "
+            f"{fn}: {name} must be square in its last two dimensions, shape "
             f"[..., n, n]; got shape {shape} (last two dimensions {shape[-2]} x "
             f"{shape[-1]})."
         )
@@ -96,19 +98,18 @@ def compute_dtype(dtype: Any) -> np.dtype:
     return np.dtype(np.float32) if dtype.name in _HALF_DTYPES else dtype
 
 
-def _as_bool(name: str, value: Any, meaning: str) -> bool:
+def _as_bool(name: str, value: Any, meaning: str, fn: str = "cholesky_inv") -> bool:
     """Return ``value`` as a Python bool; it must be a (numpy) bool."""
     if isinstance(value, (bool, np.bool_)):
         return bool(value)
     if isinstance(value, jax.core.Tracer):
         raise TypeError(
-            f"cholesky_inv: {name} must be a Python bool ({meaning}), known when the "
+            f"{fn}: {name} must be a Python bool ({meaning}), known when the "
             f"function is traced; got a traced value. Under jax.jit mark it static: "
-            f"jax.jit(cholesky_inv, static_argnames='{name}'), or close over it."
+            f"jax.jit({fn}, static_argnames='{name}'), or close over it."
         )
     raise TypeError(
-        f"cholesky_inv: {name} must be a bool ({meaning}); got {value!r} of type "
-        f"{type(value).__name__}."
+        f"{fn}: {name} must be a bool ({meaning}); got {value!r} of type {type(value).__name__}."
     )
 
 
@@ -137,12 +138,17 @@ def check_forward_mode(forward_mode: Any) -> bool:
     )
 
 
-def check_device(device: Any) -> None:
+def check_bool(name: str, value: Any, meaning: str, *, fn: str) -> bool:
+    """Return ``value`` (the keyword ``name`` of ``fn``) as a Python bool."""
+    return _as_bool(name, value, meaning, fn)
+
+
+def check_device(device: Any, *, fn: str = "cholesky_inv") -> None:
     """``device`` must be ``None``, a ``jax.Device`` or a ``jax.sharding.Sharding``."""
     if device is None or isinstance(device, (jax.Device, jax.sharding.Sharding)):
         return
     raise TypeError(
-        f"cholesky_inv: device must be None, a jax.Device (e.g. jax.devices()[0]) "
+        f"{fn}: device must be None, a jax.Device (e.g. jax.devices()[0]) "
         f"or a jax.sharding.Sharding; got {device!r} of type "
         f"{type(device).__name__}."
     )
@@ -151,16 +157,16 @@ def check_device(device: Any) -> None:
 METHODS: tuple[str, ...] = ("auto", "solve", "products")
 
 
-def check_method(method: Any) -> str:
+def check_method(method: Any, *, fn: str = "cholesky_inv") -> str:
     """``method`` must be one of ``METHODS``."""
     if not isinstance(method, str):
         raise TypeError(
-            f"cholesky_inv: method must be a string, one of {', '.join(map(repr, METHODS))}; "
+            f"{fn}: method must be a string, one of {', '.join(map(repr, METHODS))}; "
             f"got {method!r} of type {type(method).__name__}."
         )
     if method not in METHODS:
         raise ValueError(
-            f"cholesky_inv: method must be one of {', '.join(map(repr, METHODS))}; got {method!r}."
+            f"{fn}: method must be one of {', '.join(map(repr, METHODS))}; got {method!r}."
         )
     return method
 
@@ -186,14 +192,14 @@ def target_platform(arr: Any, device: Any) -> str:
     return str(jax.default_backend()).lower()
 
 
-def check_platform(dtype: Any, platform: str) -> None:
+def check_platform(dtype: Any, platform: str, *, name: str = "L", fn: str = "cholesky_inv") -> None:
     """Complex dtypes need a platform with complex arithmetic (not Metal)."""
     dtype = np.dtype(dtype)
     if jnp.issubdtype(dtype, jnp.complexfloating) and platform.lower() in _NO_COMPLEX_PLATFORMS:
         raise TypeError(
-            f"cholesky_inv: L has dtype {dtype.name}, but the {platform} platform has "
+            f"{fn}: {name} has dtype {dtype.name}, but the {platform} platform has "
             f"no complex dtypes; compute on the CPU instead, e.g. "
-            f"cholesky_inv(L, device=jax.devices('cpu')[0])."
+            f"{fn}({name}, device=jax.devices('cpu')[0])."
         )
 
 
@@ -201,6 +207,7 @@ __all__ = [
     "METHODS",
     "SUPPORTED_DTYPES",
     "as_factor",
+    "check_bool",
     "check_device",
     "check_flag",
     "check_method",

@@ -82,7 +82,7 @@ def k_train(theta: jax.Array, t: jax.Array) -> jax.Array:
     return kernel(theta)(t, t) + (jnp.exp(theta[2]) + _common.JITTER) * jnp.eye(t.size)
 
 
-nlml = _common.nlml_trace(k_train)  # one series; jax.grad: the trace formula, K⁻¹ by cholesky_inv
+nlml = _common.nlml_trace(k_train)  # one series; jax.grad: the trace formula, K⁻¹ by spd_inv_logdet
 
 
 def predict(

@@ -11,17 +11,18 @@ likelihood
 
 Each quantity with the tool that is right for it (``examples/_common.py``):
 
-* ``yᵀ K⁻¹ y``: ``α = K⁻¹ y`` by ``cho_solve``; ``log det K`` from ``diag(L)``.
-* The gradient, ``∂NLML/∂θⱼ = ½ tr((K⁻¹ − ααᵀ) ∂K/∂θⱼ)``: the trace term
-  needs ``K⁻¹`` itself, so ``K⁻¹ = cholesky_inv(L)``, and one
+* The NLML and its gradient, ``∂NLML/∂θⱼ = ½ tr((K⁻¹ − ααᵀ) ∂K/∂θⱼ)``:
+  the trace term needs ``K⁻¹`` itself, so ``K⁻¹, log det K =
+  spd_inv_logdet(K)`` (one factorisation inside), ``α = K⁻¹ y``; its
+  backward pass in ``K`` is products only and is the trace formula, and one
   vector-Jacobian product of the kernel builder gives all 11 components.
   Checked against ``jax.grad`` of the NLML through the factor and solves,
   and against scikit-learn's gradient.
 * Predictions: the mean ``K*ᵀ α`` by ``cho_solve``; the variance
   ``k(x*, x*) − ‖V‖²`` with ``V = L⁻¹ K*`` by one triangular solve, not
   ``K*ᵀ K⁻¹ K*`` through ``K⁻¹``, which cancels the rounding of ``K⁻¹`` into
-  the result (relative error of the variance 3.8e-6 at noise 1e-4 and 4.9
-  at noise 1e-6 that way, 7.0e-12 and 6.9e-10 through the solve; measured
+  the result (relative error of the variance 6.6e-6 at noise 1e-4 and 1.4
+  at noise 1e-6 that way, 4.9e-12 and 5.9e-10 through the solve; measured
   by ``python scripts/gp_errors.py``).
 
 Then it fits scikit-learn's ``GaussianProcessRegressor`` on the same kernel,
@@ -104,7 +105,7 @@ def k_train(theta: jax.Array, x: jax.Array) -> jax.Array:
     return kernel(theta)(x, x) + (jnp.exp(theta[10]) + _common.JITTER) * jnp.eye(x.size)
 
 
-nlml = _common.nlml_trace(k_train)  # jax.grad of it: the trace formula, K⁻¹ by cholesky_inv
+nlml = _common.nlml_trace(k_train)  # jax.grad of it: the trace formula, K⁻¹ by spd_inv_logdet
 nlml_reference = _common.nlml_autodiff(k_train)  # jax.grad through the factor and solves
 
 

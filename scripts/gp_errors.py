@@ -15,7 +15,12 @@ a reference computed by mpmath (50 significant digits) from the same float64
 * LOO residuals ``yᵢ − E[yᵢ | y₋ᵢ]``, ``(K⁻¹ y)ᵢ / (K⁻¹)ᵢᵢ``, and ``n`` refits
   (``cholesky`` of each ``K₋ᵢ``, ``cho_solve``);
 * the likelihood gradient's trace term ``tr(K⁻¹ ∂K/∂ℓ)``, ``Σ (K⁻¹ ⊙ ∂K/∂ℓ)``
-  and ``tr(cho_solve(L, ∂K/∂ℓ))``.
+  and ``tr(cho_solve(L, ∂K/∂ℓ))``;
+* ``K⁻¹`` itself, ``spd_inv(K)`` and ``cho_solve((L, True), I)``;
+* the gradient in ``K`` of ``yᵀ K⁻¹ y = Σ (y yᵀ) ⊙ K⁻¹`` (``−αα ᵀ``,
+  ``α = K⁻¹ y``), by ``jax.grad`` through ``spd_inv(K)`` (products only) and
+  through ``cho_solve((jnp.linalg.cholesky(K), True), I)`` (the Cholesky's
+  backward pass).
 
 The relative error of a vector is ``max |x̂ − x| / max |x|``. Prints the
 Markdown table of docs/guides/gaussian-processes.md::
@@ -38,7 +43,7 @@ import jax.scipy.linalg as jsl  # noqa: E402
 import mpmath  # noqa: E402
 import numpy as np  # noqa: E402
 
-from diffcholinv import cholesky_inv  # noqa: E402
+from diffcholinv import cholesky_inv, spd_inv  # noqa: E402
 
 NOISES = (1e-2, 1e-4, 1e-6)
 DIGITS = 50
@@ -101,7 +106,15 @@ def reference(p: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         # tr(K⁻¹ D) = Σⱼ eⱼᵀ L⁻ᵀ L⁻¹ D eⱼ = Σⱼ ⟨L⁻¹ eⱼ, L⁻¹ D eⱼ⟩
         D = _mp(p["dK"].T)
         trace = mpmath.fsum(mpmath.fdot(Linv_cols[j], forward(D[j])) for j in range(n))
+        # (K⁻¹)ᵢⱼ = ⟨L⁻¹ eᵢ, L⁻¹ eⱼ⟩
+        C = np.empty((n, n))
+        for i in range(n):
+            for j in range(i, n):
+                C[i, j] = C[j, i] = float(mpmath.fdot(Linv_cols[i], Linv_cols[j]))
+        a = np.array([float(v) for v in alpha])
         return {
+            "inverse": C,
+            "grad": -np.outer(a, a),  # ∂(yᵀ K⁻¹ y)/∂K = −K⁻¹ y yᵀ K⁻¹
             "var": np.array([float(v) for v in var]),
             "mean": np.array([float(v) for v in mean]),
             "logdet": np.array([float(logdet)]),
@@ -122,7 +135,13 @@ def by_inverse(p: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         "logdet": np.asarray([-jnp.linalg.slogdet(K_inv)[1]]),
         "loo": np.asarray(alpha / jnp.diagonal(K_inv)),
         "trace": np.asarray([jnp.sum(K_inv * p["dK"])]),
+        "inverse": np.asarray(spd_inv(p["K"])),
+        "grad": np.asarray(jax.grad(lambda K: y @ spd_inv(K) @ y)(jnp.asarray(p["K"]))),
     }
+
+
+def _inverse_by_solve(K: jax.Array) -> jax.Array:
+    return jsl.cho_solve((jnp.linalg.cholesky(K), True), jnp.eye(K.shape[0], dtype=K.dtype))
 
 
 def by_factor(p: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
@@ -141,6 +160,8 @@ def by_factor(p: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         "logdet": np.asarray([2 * jnp.sum(jnp.log(jnp.diagonal(L)))]),
         "loo": np.asarray(y - jnp.sum(k_minus * alpha_minus, axis=1)),
         "trace": np.asarray([jnp.trace(jsl.cho_solve((L, True), p["dK"]))]),
+        "inverse": np.asarray(_inverse_by_solve(K)),
+        "grad": np.asarray(jax.grad(lambda K: y @ _inverse_by_solve(K) @ y)(K)),
     }
 
 
@@ -156,6 +177,13 @@ ROWS = {
     "logdet": ("log det K", "`−log det K⁻¹`", "`2 Σ log Lᵢᵢ`", "L"),
     "loo": ("LOO residuals", "`(K⁻¹y)ᵢ / (K⁻¹)ᵢᵢ`", "n refits (`cholesky` of each `K₋ᵢ`)", "inv"),
     "trace": ("trace term", "`Σ K⁻¹ ⊙ ∂K/∂ℓ`", "`tr(cho_solve(L, ∂K/∂ℓ))`", "inv"),
+    "inverse": ("K⁻¹", "`spd_inv(K)`", "`cho_solve(L, I)`", "inv"),
+    "grad": (
+        "∂(yᵀK⁻¹y)/∂K",
+        "`jax.grad` through `spd_inv(K)`",
+        "`jax.grad` through `cho_solve(cholesky(K), I)`",
+        "inv",
+    ),
 }
 
 

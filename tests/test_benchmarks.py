@@ -95,3 +95,19 @@ def test_compare_flags_ratios_that_moved(tmp_path):
     assert "largest change 10%: the runs agree within 15%" in compare([row(2.2, 3.0)], before)
     moved = compare([row(2.0, 4.0)], before)
     assert "largest change 33%: the runs disagree" in moved and "✗" in moved
+
+
+def test_gp_step_quick_rows(monkeypatch):
+    from benchmarks import gp_step
+
+    monkeypatch.setattr(gp_step, "PAUSE", 0.0)
+    monkeypatch.setattr(gp_step, "STEPS", 3)
+    rows = gp_step.grad_rows([8], 1, use_torch=True) + gp_step.loo_rows([8], 1)
+    grad, loo = rows
+    peers = {"spd_inv", "cholesky_inv", "cho_solve", "inv"}
+    assert peers <= set(grad["seconds"]) and grad["speedup"]["spd_inv"] == 1.0
+    assert all(v > 0 for v in grad["products"].values()) and grad["matmul_seconds"] > 0
+    assert set(loo["first_seconds"]) == set(loo["steady_seconds"]) == {"spd_inv", "cho_solve"}
+    assert loo["steady_speedup"] > 0 and loo["first_speedup"] > 0
+    table = gp_step.format_table(rows)
+    assert "| 8 |" in table and "steady" in table
