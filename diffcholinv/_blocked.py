@@ -146,7 +146,9 @@ def _columns(
         Bk = lax.dynamic_slice_in_dim(L, k * b, b, axis=-1)  # block column k of L
         # -Bₖ of M (its rows scaled by D⁻¹), the rows below Mₖₖ: the sign rides
         # on this panel, so that no product below needs a negation pass of its own.
-        Bk = jnp.where(below >= (k + 1) * b, -_matrix.row_scale(Bk, F), zero)
+        Bk = jnp.where(
+            _matrix.like_rank(below >= (k + 1) * b, L.ndim), -_matrix.row_scale(Bk, F), zero
+        )
         W = _matrix.matmul(Bk, Xkk)  # -Wₖ
         C21 = _matrix.matmul(C, W)  # -C_D Wₖ: C holds C_D, zero elsewhere
         C11 = _matrix.mirror_lower(
