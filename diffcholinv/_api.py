@@ -240,7 +240,7 @@ def _check_factor(L: jax.Array, *, upper: bool) -> None:
     Names the first offending entry. Runs outside the op's ``jit`` so that an
     eager call fails at once; under ``jit`` the caller must ``checkify``.
     """
-    lower = _matrix.lower_mask(L.shape[-1])
+    lower = _matrix.like_rank(_matrix.lower_mask(L.shape[-1]), L.ndim)
     read = _matrix.mT(lower) if upper else lower
     diag = lower & _matrix.mT(lower)
     bad = (read & ~jnp.isfinite(L)) | (diag & (L == 0))
@@ -270,7 +270,7 @@ def _check_not_the_matrix(L: jax.Array, *, upper: bool) -> None:
     factor with no non-zero entry off the diagonal (a diagonal or ``1 × 1``
     factor) is its own mirror, and passes. Names the first such matrix of a batch.
     """
-    strict = _matrix.lower_mask(L.shape[-1], strict=True)
+    strict = _matrix.like_rank(_matrix.lower_mask(L.shape[-1], strict=True), L.ndim)
     read = _matrix.mT(strict) if upper else strict  # strictly inside the read triangle
     # Each off-diagonal pair once: L[i, j] (read) against L[j, i] (not read).
     mirrored = jnp.all(~read | (_matrix.mH(L) == L), axis=(-2, -1))

@@ -75,7 +75,7 @@ def unrolled(L: jax.Array) -> jax.Array:
     eye = jnp.eye(b, dtype=L.dtype)
     rows: list[jax.Array] = []
     for i in range(b):
-        s = jnp.zeros_like(L[..., i, :]) + eye[i]
+        s = jnp.zeros_like(L[..., i, :]) + _matrix.like_rank(eye[i], L.ndim - 1)
         for k in range(i):
             s = s - L[..., i, k, None] * rows[k]
         rows.append(s / L[..., i, i, None])

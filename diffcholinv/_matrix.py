@@ -41,9 +41,17 @@ def lower_mask(n: int, *, strict: bool = False) -> jax.Array:
     return rows > cols if strict else rows >= cols
 
 
+def like_rank(a: jax.Array, ndim: int) -> jax.Array:
+    """``a`` with leading unit axes up to ``ndim``: broadcasts against a batch at equal rank.
+
+    Explicit, so the op holds under ``jax_numpy_rank_promotion="raise"``.
+    """
+    return a.reshape((1,) * (ndim - a.ndim) + a.shape)
+
+
 def tril(x: jax.Array) -> jax.Array:
     """Zero the strictly upper triangle (a select, so nan/inf there vanish too)."""
-    return jnp.where(lower_mask(x.shape[-1]), x, jnp.zeros((), x.dtype))
+    return jnp.where(like_rank(lower_mask(x.shape[-1]), x.ndim), x, jnp.zeros((), x.dtype))
 
 
 def identity_like(x: jax.Array) -> jax.Array:
@@ -52,7 +60,7 @@ def identity_like(x: jax.Array) -> jax.Array:
     ``zeros_like(x) + eye`` keeps the batch sharding of ``x``; a
     ``broadcast_to(eye, x.shape)`` would be a replicated constant instead.
     """
-    return jnp.zeros_like(x) + jnp.eye(x.shape[-1], dtype=x.dtype)
+    return jnp.zeros_like(x) + like_rank(jnp.eye(x.shape[-1], dtype=x.dtype), x.ndim)
 
 
 def mirror_lower(x: jax.Array) -> jax.Array:
@@ -73,9 +81,9 @@ def mirror_lower(x: jax.Array) -> jax.Array:
 def _mirror_real(y: jax.Array, sign: int) -> jax.Array:
     """Real ``y``: lower triangle kept, upper ``sign ×`` its transpose (``-1``: zero diagonal)."""
     n, zero = y.shape[-1], jnp.zeros((), y.dtype)
-    strict = jnp.where(lower_mask(n, strict=True), y, zero)
+    strict = jnp.where(like_rank(lower_mask(n, strict=True), y.ndim), y, zero)
     if sign > 0:
-        return jnp.where(lower_mask(n), y, zero) + mT(strict)
+        return jnp.where(like_rank(lower_mask(n), y.ndim), y, zero) + mT(strict)
     return strict - mT(strict)
 
 
@@ -89,7 +97,8 @@ def pad_identity(L: jax.Array, size: int) -> jax.Array:
     if size == n:
         return L
     widths = [(0, 0)] * (L.ndim - 2) + [(0, size - n), (0, size - n)]
-    return jnp.pad(L, widths) + jnp.diag((jnp.arange(size) >= n).astype(L.dtype))
+    ones = jnp.diag((jnp.arange(size) >= n).astype(L.dtype))
+    return jnp.pad(L, widths) + like_rank(ones, L.ndim)
 
 
 def diagonal_blocks(L: jax.Array, b: int) -> jax.Array:
@@ -247,6 +256,7 @@ __all__ = [
     "column_scale",
     "diagonal_blocks",
     "identity_like",
+    "like_rank",
     "lower_mask",
     "mH",
     "mT",

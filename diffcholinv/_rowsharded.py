@@ -203,7 +203,7 @@ def _block_row(B: jax.Array, k: jax.Array, plan: Plan) -> jax.Array:
     n, m = B.shape[-2], B.shape[-1]
     s = n // plan.parts
     block = lax.broadcasted_iota(jnp.int32, (n, m), 0) // s
-    masked = jnp.where(block == k, B, jnp.zeros((), B.dtype))
+    masked = jnp.where(_matrix.like_rank(block == k, B.ndim), B, jnp.zeros((), B.dtype))
     split = masked.reshape(*B.shape[:-2], plan.parts, s, m)
     return _replicated(jnp.sum(split, axis=-3), plan, 2)
 
@@ -241,12 +241,13 @@ def tri_inv_rows(L: jax.Array, plan: Plan, tri_inv: _leaves.Inverter) -> jax.Arr
         k = p - 1 - j
         Xkk = lax.dynamic_index_in_dim(Xd, k, axis=-3, keepdims=False)  # [..., s, s]
         Lk = lax.dynamic_slice_in_dim(L, k * s, s, axis=-1)  # block column k
-        below = _rows(jnp.where(row >= (k + 1) * s, Lk, jnp.zeros((), L.dtype)), plan)
+        mask = _matrix.like_rank(row >= (k + 1) * s, Lk.ndim)
+        below = _rows(jnp.where(mask, Lk, jnp.zeros((), L.dtype)), plan)
         # X[:, k] = -X L[k+1:, k] X_kk below block k (X is zero left of column
         # block k + 1), and X_kk on block k.
         col = -_matrix.matmul(X, _matrix.matmul(below, Xkk))
         tiled = jnp.tile(Xkk, (*([1] * (Xkk.ndim - 2)), p, 1))  # [..., n, s]
-        col = _rows(jnp.where(row // s == k, tiled, col), plan)
+        col = _rows(jnp.where(_matrix.like_rank(row // s == k, col.ndim), tiled, col), plan)
         return _rows(lax.dynamic_update_slice_in_dim(X, col, k * s, axis=-1), plan)
 
     X: jax.Array = lax.fori_loop(0, p, body, _rows(jnp.zeros_like(L), plan))
@@ -257,7 +258,8 @@ def _forward(L: jax.Array, plan: Plan, tri_inv: _leaves.Inverter) -> tuple[jax.A
     L = _rows(L, plan)
     X = tri_inv_rows(L, plan, tri_inv)
     C = _rows_matmul(_mH(X, plan), X, plan)
-    C = _rows(jnp.where(_matrix.lower_mask(C.shape[-1]), C, _mH(C, plan)), plan)
+    lower = _matrix.like_rank(_matrix.lower_mask(C.shape[-1]), C.ndim)
+    C = _rows(jnp.where(lower, C, _mH(C, plan)), plan)
     if jnp.iscomplexobj(C):  # exactly Hermitian: a real diagonal
         C = _matrix.mirror_lower(C)
     return _rows(C, plan), X

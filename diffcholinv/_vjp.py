@@ -97,7 +97,8 @@ def tril_product(L: jax.Array, F: jax.Array, C: jax.Array, g: jax.Array, X: jax.
             _matrix.matmul(C, _matrix.column_scale(g + _matrix.mH(g), F)),
             _matrix.mH(X[..., 0, :, :]),
         )
-        return jnp.where(_matrix.lower_mask(n), -Y, zero)[..., :n, :n]
+        lower = _matrix.like_rank(_matrix.lower_mask(n), Y.ndim)
+        return jnp.where(lower, -Y, zero)[..., :n, :n]
     if size < _blocked.SPLIT_MIN:
         return _solve_columns(L, X, F, C, g, 0, N)[..., :n, :n]
     # Block columns right of h only have rows ≥ h in the lower triangle: made
@@ -146,13 +147,16 @@ def _solve_columns(
         )
         Lk = lax.dynamic_slice_in_dim(L, k * b, b, axis=-2)
         Lk = _matrix.row_scale(Lk, Fk)  # Mₖ: block row k of M = D⁻¹ L
-        Lk = _matrix.mH(jnp.where(left < k * b, Lk, zero))  # Mₖⱼᴴ, j < k
+        Lk = _matrix.mH(
+            jnp.where(_matrix.like_rank(left < k * b, Lk.ndim), Lk, zero)
+        )  # Mₖⱼᴴ, j < k
         # Y[:, k] = (C S[:, k] Dₖ⁻¹ - Y[:, :k] Mₖⱼᴴ) Mₖₖ⁻ᴴ, with Z = -Y so far.
         R = _matrix.matmul(C, Sk) + _matrix.matmul(Z, Lk[..., k0 * b : k1 * b, :])
         if Zleft is not None:
             R = R + _matrix.matmul(Zleft, Lk[..., : k0 * b, :])
         Yk = _matrix.matmul(R, _matrix.mH(Xkk))
-        Zk = jnp.where(rows >= cols + k * b, -Yk, zero)  # the lower part of block column k
+        lower = _matrix.like_rank(rows >= cols + k * b, Yk.ndim)
+        Zk = jnp.where(lower, -Yk, zero)  # the lower part of block column k
         out: jax.Array = lax.dynamic_update_slice_in_dim(Z, Zk, j * b, axis=-1)
         return out
 
