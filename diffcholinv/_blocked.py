@@ -10,7 +10,11 @@ docs/math.md, "Level-batched doubling")::
 
 ``13n³/12`` flops in ``log₂ N`` levels of batched products, the largest
 ``n/2 × n/2``, and no loop carrying ``C``. A factor of at most ``ONE_BLOCK``
-is one block: its inverse is one (batched) leaf and one product.
+is one block: its inverse is one (batched) leaf and one product. From
+``LOOP_MIN`` on, the same blocks are joined by a loop over block columns
+instead (:func:`_columns`; docs/math.md): ``2n³`` flops (``5n³/4`` split),
+one loop body whatever ``n`` is, so it compiles faster where the
+doubling's steady-state gain has gone.
 
 The doubling runs on ``M = D⁻¹ L``, each row of ``L`` scaled by a power of
 two (``D = diag(2ᵉ)``, see :func:`._matrix.row_exponents`), and fills
