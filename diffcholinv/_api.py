@@ -85,10 +85,10 @@ def cholesky_inv(
     batches, ``vmap``, ``check``), except the row-sharded path of one matrix
     across devices, which it does not support. Its reverse mode costs more
     than the default's analytic rule: value and gradient, float64, XLA:CPU
-    on 2 cores, about 1.2× the time at ``n = 64``, 1.2×–2.1× at
-    ``n = 256``–``1024`` and 1.5×–1.6× the compiled temporaries at
-    ``n ≥ 256`` (docs/benchmarks.md, "Forward mode as an opt-in"): keep the
-    default unless something differentiates forward.
+    on 2 loaded cores, about 1.2× the time at ``n = 64`` and ``256`` and
+    about 2× at ``n = 1024`` (1.2×–2.9× across runs), and 1.1×–1.6× the
+    compiled temporaries (docs/benchmarks.md, "Forward mode as an opt-in"):
+    keep the default unless something differentiates forward.
 
     Args:
       L: Cholesky factor, array-like of shape ``[..., n, n]``; float32,
@@ -306,7 +306,7 @@ def _cholesky_inv(
         return compute(L)
     # The per-matrix path, its result placed like the input: under jit on auto
     # axes the input's sharding is not visible here (_rowsharded).
-    return _rowsharded.placed_like_input(compute, L)
+    return _rowsharded.placed_like_input(compute, L, forward_mode=forward_mode)
 
 
 def _compute(

@@ -349,7 +349,7 @@ def _gradient_like_bwd(L: jax.Array, g: jax.Array) -> tuple[jax.Array]:
 _gradient_like.defvjp(_gradient_like_fwd, _gradient_like_bwd)
 
 
-def placed_like_input(op: Any, L: jax.Array) -> jax.Array:
+def placed_like_input(op: Any, L: jax.Array, *, forward_mode: bool = False) -> jax.Array:
     """``op(L)``, its result and its gradient sharded like ``L``.
 
     Under ``jit`` on a mesh with auto axes the sharding of ``L`` is not part of
@@ -363,6 +363,13 @@ def placed_like_input(op: Any, L: jax.Array) -> jax.Array:
     if not _tie():
         out: jax.Array = op(L)
         return out
+    if forward_mode:
+        # _gradient_like is a custom_vjp function, which forward mode cannot
+        # go through: the result alone is tied (the gradient, JAX's transpose,
+        # is placed by the partitioner; the batch-sharded case keeps its
+        # sharding either way).
+        tied_fm: jax.Array = shard_alike(op(L), L)[0]
+        return tied_fm
     tied: jax.Array = shard_alike(op(_gradient_like(L)), L)[0]
     return tied
 

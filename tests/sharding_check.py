@@ -137,6 +137,23 @@ def main() -> int:
                 # scalar is the user's; nothing else may appear.
                 bad = _collectives(grad.as_text()) - {"all-reduce"}
                 assert not bad, f"{tag}: gradient has collectives {bad}"
+
+                # forward_mode=True: its tangent (jvp) and its transposed
+                # gradient stay shard-local too.
+                def fm(x, m=method):
+                    return cholesky_inv(x, method=m, forward_mode=True)
+
+                jvp = jax.jit(lambda x, t: jax.jvp(fm, (x,), (t,))).lower(L, W).compile()
+                found = _collectives(jvp.as_text())
+                assert not found, f"{tag}: forward_mode jvp has collectives {found}"
+                C_fm, dC = jvp(L, W)
+                assert (C_fm == C).all() and dC.sharding.is_equivalent_to(L.sharding, dC.ndim)
+                grad_fm = jax.jit(jax.grad(lambda x, w: jnp.sum(w * fm(x)))).lower(L, W).compile()
+                bad = _collectives(grad_fm.as_text()) - {"all-reduce"}
+                assert not bad, f"{tag}: forward_mode gradient has collectives {bad}"
+                np.testing.assert_allclose(
+                    np.asarray(grad_fm(L, W)).reshape(b, n, n), g_ref, rtol=1e-8, atol=1e-10
+                )
             print(f"ok {kind} {spec}: sharding kept, no collectives in the forward")
 
         # device= with a sharding places an unsharded input there.
@@ -175,6 +192,17 @@ def main() -> int:
     np.testing.assert_allclose(np.asarray(Cp[:5]), expected[:5], rtol=1e-10, atol=1e-12)
     np.testing.assert_array_equal(np.asarray(Cp[5:]), np.broadcast_to(np.eye(n), (3, n, n)))
     print("ok batch of 5 on 4 devices: refused by jax; padded with identities, shard-local")
+
+    # One matrix sharded along its rows takes the row-sharded algorithm, which
+    # has no forward-mode form: forward_mode=True says so.
+    rows = jax.device_put(L_np[0], NamedSharding(mesh, P("b", None)))
+    try:
+        cholesky_inv(rows, forward_mode=True)
+    except ValueError as err:
+        assert "forward_mode=True is not supported" in str(err), err
+    else:
+        raise AssertionError("forward_mode=True on a row-sharded matrix did not raise")
+    print("ok forward_mode=True on a row-sharded matrix: a clear ValueError")
     print("sharding checks passed")
     return 0
 

@@ -18,7 +18,9 @@ def _sane_summary(s):
 
 
 def test_benchmark_quick_run(tmp_path):
-    cmd = [sys.executable, "-m", "benchmarks", "--quick", "--no-torch", "--out", str(tmp_path)]
+    # --pause 0: a smoke test, whose figures nobody reads.
+    cmd = [sys.executable, "-m", "benchmarks", "--quick", "--no-torch", "--pause", "0"]
+    cmd += ["--out", str(tmp_path)]
     out = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=300, check=True)
     for label in ("| forward |", "| compile (forward) |", "| first call (value+grad) |"):
         assert label in out.stdout, label

@@ -5,8 +5,8 @@ transposition, second order, against the default op (reverse mode, its own
 analytic rule) and finite differences (``check_grads``); the contract
 (unread triangle, symmetry, upper, complex, batch, vmap, jit, check). Then
 the libraries that differentiate forward, through the opt-in, against the
-same code through ``cho_solve``: optimistix's Levenberg–Marquardt (its
-default forward-mode Jacobian) and NumPyro's NUTS with
+same code through ``cho_solve``, for ``cholesky_inv`` and ``spd_inv``:
+optimistix's Levenberg–Marquardt (its default forward-mode Jacobian) and NumPyro's NUTS with
 ``forward_mode_differentiation=True`` (both in the ``gp`` extra; skipped
 where not installed).
 """
@@ -23,7 +23,7 @@ import pytest
 from helpers import assert_close_rel, spd_factor
 from jax.test_util import check_grads
 
-from diffcholinv import cholesky_inv
+from diffcholinv import cholesky_inv, spd_inv
 
 fwd = partial(cholesky_inv, forward_mode=True)
 
@@ -160,36 +160,42 @@ def _kernel(theta: jax.Array, x: jax.Array) -> jax.Array:
     return amp * jnp.exp(-0.5 * (d / scale) ** 2) + (noise + 1e-6) * jnp.eye(x.shape[0])
 
 
-def _inverse(L: jax.Array, *, opt_in: bool) -> jax.Array:
+def _inverse(K: jax.Array, L: jax.Array, *, opt_in: bool | str) -> jax.Array:
+    """``K⁻¹``: the opt-in of cholesky_inv (from L) or of spd_inv (from K), or cho_solve."""
+    if opt_in == "spd_inv":
+        return spd_inv(K, forward_mode=True)
     if opt_in:
         return cholesky_inv(L, forward_mode=True)
     return jsl.cho_solve((L, True), jnp.eye(L.shape[-1], dtype=L.dtype))
 
 
-def test_optimistix_levenberg_marquardt_leave_one_out():
+@pytest.mark.parametrize("op", [True, "spd_inv"], ids=["cholesky_inv", "spd_inv"])
+def test_optimistix_levenberg_marquardt_leave_one_out(op):
     optx = pytest.importorskip("optimistix")
     x, y = _gp_data()
 
     def loo_residual(theta, opt_in):  # y_i minus its prediction from the other points
-        K_inv = _inverse(jnp.linalg.cholesky(_kernel(theta, x)), opt_in=opt_in)
+        K = _kernel(theta, x)
+        K_inv = _inverse(K, jnp.linalg.cholesky(K), opt_in=opt_in)
         return (K_inv @ y) / jnp.diagonal(K_inv)
 
     theta0 = jnp.array([0.0, 0.0, -2.0])
     # The residual's Jacobian, forward mode (what LM computes) against cho_solve.
-    J = jax.jacfwd(loo_residual)(theta0, True)
+    J = jax.jacfwd(loo_residual)(theta0, op)
     assert_close_rel(J, np.asarray(jax.jacfwd(loo_residual)(theta0, False)), "float64")
     # The same steps through either inverse (the optimum sends the noise to
     # zero slowly: a fixed number of steps, not convergence, is compared).
     solver = optx.LevenbergMarquardt(rtol=1e-8, atol=1e-8)
     kw = {"max_steps": 8, "throw": False}
-    opt = optx.least_squares(loo_residual, solver, theta0, args=True, **kw)
+    opt = optx.least_squares(loo_residual, solver, theta0, args=op, **kw)
     ref = optx.least_squares(loo_residual, solver, theta0, args=False, **kw)
     assert int(opt.stats["num_steps"]) == int(ref.stats["num_steps"]) > 1
     assert not np.allclose(opt.value, theta0)
     np.testing.assert_allclose(opt.value, ref.value, rtol=1e-6, atol=1e-8)
 
 
-def test_numpyro_forward_mode_nuts_small_gp():
+@pytest.mark.parametrize("op", [True, "spd_inv"], ids=["cholesky_inv", "spd_inv"])
+def test_numpyro_forward_mode_nuts_small_gp(op):
     numpyro = pytest.importorskip("numpyro")
     dist = pytest.importorskip("numpyro.distributions")
     from numpyro.infer import MCMC, NUTS
@@ -198,8 +204,9 @@ def test_numpyro_forward_mode_nuts_small_gp():
 
     def model(opt_in):
         theta = numpyro.sample("theta", dist.Normal(jnp.zeros(3), jnp.ones(3)).to_event(1))
-        L = jnp.linalg.cholesky(_kernel(theta, x))
-        K_inv = _inverse(L, opt_in=opt_in)
+        K = _kernel(theta, x)
+        L = jnp.linalg.cholesky(K)
+        K_inv = _inverse(K, L, opt_in=opt_in)
         logdet = 2 * jnp.sum(jnp.log(jnp.diagonal(L)))
         numpyro.factor("y", -0.5 * (y @ K_inv @ y) - 0.5 * logdet)
 
@@ -209,6 +216,6 @@ def test_numpyro_forward_mode_nuts_small_gp():
         mcmc.run(jax.random.key(0), opt_in)
         return mcmc.get_samples()["theta"]
 
-    got, ref = run(True), run(False)
+    got, ref = run(op), run(False)
     assert got.shape == (15, 3) and jnp.isfinite(got).all()
     np.testing.assert_allclose(got, ref, rtol=1e-6, atol=1e-8)
