@@ -10,7 +10,11 @@ docs/math.md, "Level-batched doubling")::
 
 ``13n³/12`` flops in ``log₂ N`` levels of batched products, the largest
 ``n/2 × n/2``, and no loop carrying ``C``. A factor of at most ``ONE_BLOCK``
-is one block: its inverse is one (batched) leaf and one product.
+is one block: its inverse is one (batched) leaf and one product. From
+``LOOP_MIN`` on, the same blocks are joined by a loop over block columns
+instead (:func:`_columns`; docs/math.md): ``2n³`` flops (``5n³/4`` split),
+one loop body whatever ``n`` is, so it compiles faster where the
+doubling's steady-state gain has gone.
 
 The doubling runs on ``M = D⁻¹ L``, each row of ``L`` scaled by a power of
 two (``D = diag(2ᵉ)``, see :func:`._matrix.row_exponents`), and fills
@@ -27,6 +31,7 @@ from __future__ import annotations
 
 import jax
 import jax.numpy as jnp
+from jax import lax
 
 from . import _doubling, _leaves, _matrix
 
@@ -34,9 +39,13 @@ from . import _doubling, _leaves, _matrix
 # and one batched product. Above, diagonal blocks of about BLOCK (MEDIUM_BLOCK
 # up to MEDIUM_MAX), which the backward pass's loop walks through block column
 # by block column; SPLIT_MIN: from there that loop is split in two (see
-# _vjp.tril_product). docs/benchmarks.md has the measurements.
+# _vjp.tril_product) and so is the forward's. From LOOP_MIN the forward is
+# that block-column loop too (_columns), not the doubling: at that size the
+# doubling gains little in steady state and compiles slower, with more
+# temporaries in value+grad. docs/benchmarks.md has the measurements.
 ONE_BLOCK = 64
 SPLIT_MIN = 1024
+LOOP_MIN = 1024
 MEDIUM_MAX = 512
 MEDIUM_BLOCK = 32
 BLOCK = 64
@@ -94,8 +103,63 @@ def inverse(L: jax.Array, F: jax.Array, tri_inv: _leaves.Inverter) -> tuple[jax.
         CM, symmetric = _gram(X[..., 0, :, :])  # (M Mᴴ)⁻¹ = M⁻ᴴ M⁻¹
         CM = CM if symmetric else _matrix.mirror_lower(CM)
         return _matrix.unscale(CM, F), X  # A⁻¹ = D⁻¹ (M Mᴴ)⁻¹ D⁻¹
-    CM = _doubling.gram_inverse(Lp, F, X)
+    CM = _columns(Lp, X, F, N) if n >= LOOP_MIN else _doubling.gram_inverse(Lp, F, X)
     return _matrix.unscale(CM[..., :n, :n], F[..., :n, :]), X
+
+
+def _columns(
+    L: jax.Array,
+    X: jax.Array,
+    F: jax.Array,
+    K: int,
+    C: jax.Array | None = None,
+    *,
+    split: bool = True,
+) -> jax.Array:
+    """Fill block columns ``K-1, …, 0`` of ``C_M = (M Mᴴ)⁻¹`` (``[..., N b, N b]``), one step each.
+
+    ``M = D⁻¹ L`` is read panel by panel (``F``: :func:`factors`). ``C``
+    holds the trailing ``(N-K) b`` square already (zero elsewhere); ``None``:
+    nothing yet, and if the factor is large (and ``split``) the trailing half
+    is first made by the same loop on its own (``SPLIT_MIN``).
+    """
+    N, b = X.shape[-3], X.shape[-1]
+    size = N * b
+    if C is None:
+        if split and size >= SPLIT_MIN and K == N:
+            # The loop runs its products over the whole C; made alone, the
+            # trailing half costs a quarter of that per step: 5n³/4 flops, not
+            # 2n³. Once only: every loop is more program to compile.
+            h = N // 2
+            CD = _columns(
+                L[..., h * b :, h * b :], X[..., h:, :, :], F[..., h * b :, :], N - h, split=False
+            )
+            widths = [(0, 0)] * (L.ndim - 2) + [(h * b, 0), (h * b, 0)]
+            return _columns(L, X, F, h, jnp.pad(CD, widths))
+        C = jnp.zeros_like(L)
+    below = lax.broadcasted_iota(jnp.int32, (size, 1), 0)
+    zero = jnp.zeros((), L.dtype)
+
+    def step(j: jax.Array, C: jax.Array) -> jax.Array:
+        k = K - 1 - j
+        Xkk = lax.dynamic_index_in_dim(X, k, axis=-3, keepdims=False)
+        Bk = lax.dynamic_slice_in_dim(L, k * b, b, axis=-1)  # block column k of L
+        # -Bₖ of M (its rows scaled by D⁻¹), the rows below Mₖₖ: the sign rides
+        # on this panel, so that no product below needs a negation pass of its own.
+        Bk = jnp.where(below >= (k + 1) * b, -_matrix.row_scale(Bk, F), zero)
+        W = _matrix.matmul(Bk, Xkk)  # -Wₖ
+        C21 = _matrix.matmul(C, W)  # -C_D Wₖ: C holds C_D, zero elsewhere
+        C11 = _matrix.mirror_lower(
+            _matrix.matmul(_matrix.mH(Xkk), Xkk) + _matrix.matmul(_matrix.mH(W), C21)
+        )
+        panel = lax.dynamic_update_slice_in_dim(C21, C11, k * b, axis=-2)
+        C = lax.dynamic_update_slice_in_dim(C, panel, k * b, axis=-1)
+        # The block row is the exact mirror of the block column.
+        out: jax.Array = lax.dynamic_update_slice_in_dim(C, _matrix.mH(panel), k * b, axis=-2)
+        return out
+
+    out: jax.Array = lax.fori_loop(0, K, step, C)
+    return out
 
 
 def _gram(X: jax.Array) -> tuple[jax.Array, bool]:

@@ -1,9 +1,11 @@
 """The algorithms inside the op, each against a reference nobody here wrote.
 
-The blocked loop (forward) and its backward product against the two-step
-reference algorithm, ``numpy.linalg.inv`` and the dense formula; the leaf
-inverters against SciPy's triangular solve. Sizes around the block widths,
-odd and padded sizes, one block, and the split of large factors (forced at
+The forward pass (the doubling below ``LOOP_MIN``, the block-column loop
+from there) and its backward product against the two-step reference
+algorithm, ``numpy.linalg.inv`` and the dense formula; the leaf inverters
+against SciPy's triangular solve. Sizes around the block widths, odd and
+padded sizes, one block, the loop (at small sizes by lowering ``LOOP_MIN``,
+and once at its own threshold) and the split of large factors (forced at
 small sizes by lowering ``SPLIT_MIN``).
 """
 
@@ -57,7 +59,10 @@ def _run_inverse(L, tri_inv=_leaves.solve):
         (300, "float32"),
     ],
 )
-def test_loop_matches_numpy_and_reference(rng, n, dtype):
+@pytest.mark.parametrize("loop", [False, True], ids=["doubling", "loop"])
+def test_forward_matches_numpy_and_reference(rng, monkeypatch, n, dtype, loop):
+    if loop:
+        monkeypatch.setattr(_blocked, "LOOP_MIN", 1)
     L = _factor(rng, n, dtype)
     junk = np.where(np.triu(np.ones((n, n), bool), 1), np.nan, L)  # never read
     C = _run_inverse(junk)
@@ -74,12 +79,32 @@ def test_split_matches_numpy(rng, monkeypatch, n, dtype):
     # Large factors make their trailing half in a loop of its own first, and
     # the backward pass makes the right block columns in a second loop.
     monkeypatch.setattr(_blocked, "SPLIT_MIN", 64)
+    monkeypatch.setattr(_blocked, "LOOP_MIN", 64)
     L = _factor(rng, n, dtype)
     C = _run_inverse(L)
     assert (np.conj(np.swapaxes(C, -1, -2)) == C).all()
     ref = _inverse_gram(L)
     assert np.max(np.abs(C - ref)) <= _tol(dtype) * np.max(np.abs(ref))
     _check_backward(rng, L, dtype)
+
+
+def test_loop_at_its_threshold_matches_numpy(rng):
+    # The default threshold itself, unpatched: the loop with its trailing-half split.
+    n = _blocked.LOOP_MIN
+    L = _factor(rng, n, "float32", batch=())
+    C = _run_inverse(L)
+    assert (C.T == C).all()
+    ref = _inverse_gram(L).real
+    assert np.max(np.abs(C - ref)) <= 10 * _tol("float32") * np.max(np.abs(ref))
+
+
+@pytest.mark.parametrize("n", [96, 257])
+def test_loop_and_doubling_agree(rng, monkeypatch, n):
+    L = jnp.asarray(_factor(rng, n, "float64"))
+    doubling = _run_inverse(L)
+    monkeypatch.setattr(_blocked, "LOOP_MIN", 1)
+    loop = _run_inverse(L)
+    assert_close_rel(loop, doubling, "float64")
 
 
 @pytest.mark.parametrize(
