@@ -54,13 +54,24 @@ BLOCK = 64
 def blocks(n: int) -> tuple[int, int]:
     """``(N, b)``: ``N`` diagonal blocks of width ``b``, ``N b ≥ n`` (static: shape only).
 
-    ``N`` is a power of two (the doubling joins the blocks pairwise, level by
-    level), the smallest that makes ``b = ⌈n/N⌉`` at most a quarter above
-    the target width; ``N b - n < N``.
+    Below ``LOOP_MIN`` ``N`` is a power of two (the doubling joins the
+    blocks pairwise, level by level), the smallest that makes
+    ``b = ⌈n/N⌉`` at most a quarter above the target width. From
+    ``LOOP_MIN`` (the block-column loops, any ``N``) ``b`` divides ``n`` when
+    a width within a quarter of the target does, so that no padded copy of
+    the factor is made (n = 1000: 20 blocks of 50, not 16 of 63 padded to
+    1008). Either way ``N b - n < N``.
     """
     if n <= ONE_BLOCK:
         return 1, max(n, 1)
     target = BLOCK if n > MEDIUM_MAX else MEDIUM_BLOCK
+    if n >= LOOP_MIN:
+        widths = range(target * 3 // 4, target * 5 // 4 + 1)
+        for b in sorted(widths, key=lambda b: abs(b - target)):
+            if n % b == 0:
+                return n // b, b
+        N = -(-n // target)
+        return N, -(-n // N)
     N = 2
     while -(-n // N) > target * 5 // 4:
         N *= 2
