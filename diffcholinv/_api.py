@@ -9,7 +9,7 @@ import jax.numpy as jnp
 from jax.experimental import checkify
 from jax.typing import ArrayLike
 
-from . import _jvp, _matrix, _rowsharded, _vjp
+from . import _jvp, _matrix, _placement, _rowsharded, _vjp
 from ._validate import (
     as_factor,
     check_device,
@@ -305,8 +305,8 @@ def _cholesky_inv(
     if plan is not None or L.size == 0:  # the row-sharded path places its result itself
         return compute(L)
     # The per-matrix path, its result placed like the input: under jit on auto
-    # axes the input's sharding is not visible here (_rowsharded).
-    return _rowsharded.placed_like_input(compute, L, forward_mode=forward_mode)
+    # axes the input's sharding is not visible here (_placement).
+    return _placement.placed_like_input(compute, L, forward_mode=forward_mode)
 
 
 def _compute(

@@ -10,7 +10,7 @@ import numpy as np
 from jax.experimental import checkify
 from jax.typing import ArrayLike
 
-from . import _rowsharded, _spd
+from . import _placement, _spd
 from ._validate import (
     as_factor,
     check_bool,
@@ -277,7 +277,7 @@ def _spd_inv(A: jax.Array, *, method: str, forward_mode: bool) -> tuple[jax.Arra
         return C.astype(dtype)
 
     # The result (and its gradient) placed like the input, as cholesky_inv's.
-    C = _rowsharded.placed_like_input(op, A)
+    C = _placement.placed_like_input(op, A)
     return C, logdet[0].astype(real)
 
 
