@@ -32,6 +32,18 @@ def spd_factor(rng: np.random.Generator, batch: tuple[int, ...], n: int) -> np.n
     return np.linalg.cholesky(A)
 
 
+def nan_factor(rng: np.random.Generator, batch: tuple[int, ...], n: int, dtype: str) -> np.ndarray:
+    """A lower factor (float64, or complex128 for a complex ``dtype``) whose upper triangle is nan.
+
+    The unread triangle holds nan, so neither a value nor a derivative may see it.
+    """
+    L = spd_factor(rng, batch, n)
+    if dtype.startswith("complex"):
+        X = rng.standard_normal((*batch, n, n)) + 1j * rng.standard_normal((*batch, n, n))
+        L = np.linalg.cholesky(X @ np.conj(np.swapaxes(X, -1, -2)) / n + np.eye(n))
+    return np.where(np.tril(np.ones((n, n), bool)), L, np.nan)
+
+
 def reference_inv(L: np.ndarray, upper: bool = False) -> np.ndarray:
     """``numpy.linalg.inv`` of ``L Lᵀ`` (or ``Uᵀ U``), computed in float64."""
     L = np.asarray(L, np.float64)

@@ -20,7 +20,7 @@ import jax.numpy as jnp
 import jax.scipy.linalg as jsl
 import numpy as np
 import pytest
-from helpers import assert_close_rel, spd_factor
+from helpers import assert_close_rel, nan_factor
 from jax.test_util import check_grads
 
 from diffcholinv import cholesky_inv, spd_inv
@@ -29,14 +29,7 @@ fwd = partial(cholesky_inv, forward_mode=True)
 
 
 def _factor(n: int, dtype: str, seed: int = 0, batch: tuple[int, ...] = ()) -> jax.Array:
-    rng = np.random.default_rng(seed)
-    L = spd_factor(rng, batch, n)
-    if dtype.startswith("complex"):
-        X = rng.standard_normal((*batch, n, n)) + 1j * rng.standard_normal((*batch, n, n))
-        L = np.linalg.cholesky(X @ np.conj(np.swapaxes(X, -1, -2)) / n + np.eye(n))
-    # The unread triangle holds nan: neither value nor derivative may see it.
-    L = np.where(np.tril(np.ones((n, n), bool)), L, np.nan)
-    return jnp.asarray(L, dtype)
+    return jnp.asarray(nan_factor(np.random.default_rng(seed), batch, n, dtype), dtype)
 
 
 def _direction(L: jax.Array, seed: int = 1) -> jax.Array:

@@ -21,7 +21,7 @@ import jax.numpy as jnp
 import jax.scipy.linalg as jsl
 import numpy as np
 import pytest
-from helpers import assert_close_rel, reference_inv, spd_factor
+from helpers import assert_close_rel, nan_factor, reference_inv
 
 from diffcholinv import cholesky_inv, spd_inv, spd_inv_logdet
 
@@ -34,12 +34,7 @@ def strict() -> Iterator[None]:
 
 def _factor(n: int, dtype: str, batch: tuple[int, ...], upper: bool, seed: int = 0) -> np.ndarray:
     """A factor in float64/complex128 (the unread triangle holds nan)."""
-    rng = np.random.default_rng(seed)
-    L = spd_factor(rng, batch, n)
-    if dtype.startswith("complex"):
-        X = rng.standard_normal((*batch, n, n)) + 1j * rng.standard_normal((*batch, n, n))
-        L = np.linalg.cholesky(X @ np.conj(np.swapaxes(X, -1, -2)) / n + np.eye(n))
-    L = np.where(np.tril(np.ones((n, n), bool)), L, np.nan)
+    L = nan_factor(np.random.default_rng(seed), batch, n, dtype)
     return np.conj(np.swapaxes(L, -1, -2)) if upper else L
 
 
