@@ -33,7 +33,7 @@ import jax
 import jax.numpy as jnp
 from jax import lax
 
-from . import _doubling, _leaves, _matrix
+from . import _doubling, _leaves, _matrix, _placement
 
 # Factors up to ONE_BLOCK are one block: its inverse is one (batched) leaf
 # and one batched product. Above, diagonal blocks of about BLOCK (MEDIUM_BLOCK
@@ -166,10 +166,10 @@ def _columns(
         panel = lax.dynamic_update_slice_in_dim(C21, C11, k * b, axis=-2)
         C = lax.dynamic_update_slice_in_dim(C, panel, k * b, axis=-1)
         # The block row is the exact mirror of the block column.
-        out: jax.Array = lax.dynamic_update_slice_in_dim(C, _matrix.mH(panel), k * b, axis=-2)
-        return out
+        C = _placement.set_block_row(C, _matrix.mH(panel), k)
+        return _placement.tie(C, L)
 
-    out: jax.Array = lax.fori_loop(0, K, step, C)
+    out: jax.Array = lax.fori_loop(0, K, step, _placement.tie(C, L))
     return out
 
 

@@ -27,7 +27,7 @@ import jax
 import jax.numpy as jnp
 from jax import lax
 
-from . import _blocked, _leaves, _matrix
+from . import _blocked, _leaves, _matrix, _placement
 
 
 @partial(jax.custom_vjp, nondiff_argnums=(1,))
@@ -142,10 +142,8 @@ def _solve_columns(
         gk = lax.dynamic_slice_in_dim(g, k * b, b, axis=-1)
         Fk = lax.dynamic_slice_in_dim(F, k * b, b, axis=-2)  # the row factors of block row k
         # S[:, k] Dₖ⁻¹: the columns of the panel of S scaled.
-        Sk = _matrix.column_scale(
-            gk + _matrix.mH(lax.dynamic_slice_in_dim(g, k * b, b, axis=-2)), Fk
-        )
-        Lk = lax.dynamic_slice_in_dim(L, k * b, b, axis=-2)
+        Sk = _matrix.column_scale(gk + _matrix.mH(_placement.block_row(g, k, b)), Fk)
+        Lk = _placement.block_row(L, k, b)
         Lk = _matrix.row_scale(Lk, Fk)  # Mₖ: block row k of M = D⁻¹ L
         Lk = _matrix.mH(
             jnp.where(_matrix.like_rank(left < k * b, Lk.ndim), Lk, zero)
@@ -157,10 +155,12 @@ def _solve_columns(
         Yk = _matrix.matmul(R, _matrix.mH(Xkk))
         lower = _matrix.like_rank(rows >= cols + k * b, Yk.ndim)
         Zk = jnp.where(lower, -Yk, zero)  # the lower part of block column k
-        out: jax.Array = lax.dynamic_update_slice_in_dim(Z, Zk, j * b, axis=-1)
-        return out
+        out = lax.dynamic_update_slice_in_dim(Z, Zk, j * b, axis=-1)
+        return _placement.tie(out, like)
 
-    Z0 = jnp.zeros((*C.shape[:-1], width), C.dtype)
+    # Z is placed like the same block of L (_placement.tie; auto axes).
+    like = L[..., row0:, k0 * b : k1 * b]
+    Z0 = _placement.tie(jnp.zeros((*C.shape[:-1], width), C.dtype), like)
     Z: jax.Array = lax.fori_loop(0, k1 - k0, step, Z0)
     return Z
 

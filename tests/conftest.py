@@ -12,6 +12,22 @@ os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 # The tests run in several worker processes (pytest-xdist); on a GPU each
 # would otherwise reserve most of its memory at start-up.
 os.environ.setdefault("XLA_PYTHON_CLIENT_PREALLOCATE", "false")
+# Most of the suite's time is XLA compiling, and many tests compile programs
+# that another test (or worker) has compiled already: new lambdas around the
+# same computation. JAX's persistent compilation cache, keyed by the program
+# itself, compiles each once per run. The directory is new for every run (made
+# by the controller, inherited by the xdist workers and by the subprocesses
+# that the distributed and example tests start), so no state outlives the run.
+if "PYTEST_XDIST_WORKER" not in os.environ and "JAX_COMPILATION_CACHE_DIR" not in os.environ:
+    import atexit
+    import shutil
+    import tempfile
+
+    _cache = tempfile.mkdtemp(prefix="diffcholinv-jax-cache-")
+    atexit.register(shutil.rmtree, _cache, ignore_errors=True)
+    os.environ["JAX_COMPILATION_CACHE_DIR"] = _cache
+os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0")
+os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES", "0")
 
 import jax
 import numpy as np
