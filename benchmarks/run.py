@@ -94,15 +94,15 @@ RATIOS = (
 )
 # The defaults of the size and repeat options: (full run, --quick).
 DEFAULTS: dict[str, tuple[Any, Any]] = {
-    "sizes": ([128, 256, 512, 1024, 2048], [16, 40]),
+    "sizes": ([128, 256, 512, 1024, 2048], [16]),
     "grad_sizes": ([64, 128, 256, 512, 1024, 2048], [16]),
     "memory_sizes": ([1024, 2048], [16]),
-    "compile_sizes": ([8, 16, 64, 257, 1000, 2048, 4096], [8, 64]),
-    "first_call_sizes": ([64, 1000], [64]),
-    "repeats": (7, 3),
-    "compile_repeats": (3, 3),
+    "compile_sizes": ([8, 16, 64, 257, 1000, 2048, 4096], [8, 16]),
+    "first_call_sizes": ([64, 1000], [16]),
+    "repeats": (7, 2),
+    "compile_repeats": (3, 2),
     "first_call_repeats": (3, 2),
-    "growing_n": ([50, 69], [50, 52]),
+    "growing_n": ([50, 69], [50, 51]),
     "growing_repeats": (2, 2),
     # With --quick, one BLAS thread: tiny factors gain nothing from more.
     "blas_threads": (None, 1),

@@ -52,11 +52,11 @@ def test_benchmark_quick_run(tmp_path):
             assert all(b > 0 for b in r["temp_bytes"].values())
             assert all(e > 0 for e in r["temp_n2"].values()) and r["ratio"] > 0
     compiled = {(r["n"], r["program"]) for r in rows if r["case"] == "compile"}
-    assert compiled == {(n, p) for n in (8, 64) for p in ("forward", "value_and_grad")}
+    assert compiled == {(n, p) for n in (8, 16) for p in ("forward", "value_and_grad")}
     first = {(r["n"], r["program"]) for r in rows if r["case"] == "first_call"}
-    assert first == {(64, "forward"), (64, "value_and_grad")}
+    assert first == {(16, "forward"), (16, "value_and_grad")}
     growing = [(r["n_from"], r["n"]) for r in rows if r["case"] == "growing_n"]
-    assert growing == [(50, 52)]
+    assert growing == [(50, 51)]
     losses = {r["loss"] for r in rows if r["case"] == "memory"}
     assert losses == {"sum(G*C)", "y@C@y+trace(C)", "sum(sin(C))"}
     assert (tmp_path / "benchmark.png").stat().st_size > 0

@@ -16,7 +16,7 @@ import diffcholinv
 from diffcholinv import cholesky_inv
 
 
-@pytest.mark.parametrize("n", [1, 3, 6])
+@pytest.mark.parametrize("n", [1, 6])  # 1 × 1, and a factor of several columns
 @pytest.mark.parametrize("batch", [(), (2,)])
 @pytest.mark.parametrize("upper", [False, True])
 def test_check_grads_second_order(rng, n, batch, upper):
