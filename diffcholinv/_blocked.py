@@ -101,9 +101,12 @@ def inverse(L: jax.Array, F: jax.Array, tri_inv: _leaves.Inverter) -> tuple[jax.
       tri_inv: the inverter of the ``b × b`` diagonal blocks of ``M``.
 
     Returns:
-      ``C`` of shape ``[..., n, n]`` and ``X = Mₖₖ⁻¹`` of shape
-      ``[..., N, b, b]`` (padded as :func:`blocks` says), which the backward
-      pass reuses.
+      ``C`` of shape ``[..., n, n]`` and what the backward pass reuses
+      (:func:`._vjp.tril_product`), padded as :func:`blocks` says: with the
+      block-column loop (``n ≥ LOOP_MIN``) the diagonal blocks
+      ``X = Mₖₖ⁻¹``, ``[..., N, b, b]``; otherwise the whole ``M⁻¹`` as one
+      block, ``[..., 1, N b, N b]`` (the doubling makes it for one more
+      product; ``N = 1``: it is the leaf).
     """
     n = L.shape[-1]
     N, b = blocks(n)
@@ -114,7 +117,11 @@ def inverse(L: jax.Array, F: jax.Array, tri_inv: _leaves.Inverter) -> tuple[jax.
         CM, symmetric = _gram(X[..., 0, :, :])  # (M Mᴴ)⁻¹ = M⁻ᴴ M⁻¹
         CM = CM if symmetric else _matrix.mirror_lower(CM)
         return _matrix.unscale(CM, F), X  # A⁻¹ = D⁻¹ (M Mᴴ)⁻¹ D⁻¹
-    CM = _columns(Lp, X, F, N) if n >= LOOP_MIN else _doubling.gram_inverse(Lp, F, X)
+    if n >= LOOP_MIN:
+        CM = _columns(Lp, X, F, N)
+    else:
+        CM, Minv = _doubling.gram_inverse(Lp, F, X)
+        X = Minv[..., None, :, :]
     return _matrix.unscale(CM[..., :n, :n], F[..., :n, :]), X
 
 
@@ -176,14 +183,21 @@ def _columns(
 def _gram(X: jax.Array) -> tuple[jax.Array, bool]:
     """``(Xᴴ X, whether it is bitwise Hermitian as computed)``.
 
-    Tiny real blocks: a fused sum of outer products of rows, where XLA:CPU's
-    dot would pay a per-matrix cost that dominates in large batches. Entry
-    ``(i, j)`` sums ``X_ki X_kj`` over ``k`` in the same order as entry
-    ``(j, i)`` sums the same products, so it is exactly symmetric as it is.
+    Small real blocks (``b ≤ _leaves.GRAM_UNROLL_MAX``): a sum of ``b`` outer
+    products of rows, unrolled, which XLA fuses into one elementwise loop
+    over the batch, where XLA:CPU's dot pays a per-matrix cost that
+    dominates in large batches (and a reduction over a major axis is slower
+    still): docs/benchmarks.md. Entry ``(i, j)`` sums ``X_ki X_kj`` over
+    ``k`` in the same order as entry ``(j, i)`` sums the same products, so it
+    is exactly symmetric as it is.
     """
-    if X.shape[-1] > _leaves.UNROLL_MAX or jnp.iscomplexobj(X):
+    b = X.shape[-1]
+    if b > _leaves.GRAM_UNROLL_MAX or jnp.iscomplexobj(X):
         return _matrix.matmul(_matrix.mH(X), X), False
-    return jnp.sum(X[..., :, :, None] * X[..., :, None, :], axis=-3), True
+    G = X[..., 0, :, None] * X[..., 0, None, :]
+    for k in range(1, b):
+        G = G + X[..., k, :, None] * X[..., k, None, :]
+    return G, True
 
 
 def reference(L: jax.Array) -> jax.Array:

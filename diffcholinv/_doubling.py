@@ -13,9 +13,9 @@ children's ``Xᵢ = Mᵢ⁻¹`` and ``Cᵢ = (Mᵢ Mᵢᴴ)⁻¹`` known (docs/m
     X₂₁ =  X₂ V                (the node's inverse is [[X₁, 0], [X₂₁, X₂]])
 
 and the node's ``C`` is ``[[C₁₁, C₂₁ᴴ], [C₂₁, C₂]]``. Every node of one level
-has the same size, so a level is four batched products (three at the root,
-which needs no ``X``), ``log₂ N`` levels in all: about ``13n³/12`` flops
-for ``n = N b``, against ``2n³`` for a loop over block columns whose static
+has the same size, so a level is four batched products, ``log₂ N`` levels
+in all: about ``13n³/12`` flops for ``n = N b`` (``4n³/3`` with the root's
+``X``, which the backward pass uses), against ``2n³`` for a loop over block columns whose static
 shapes make it fill the whole ``C`` at every step. No loop carries
 ``C``, so no step copies it, and the large products (the root's are
 ``n/2 × n/2``) run at the machine's product rate.
@@ -70,8 +70,8 @@ def _below(M: jax.Array, F: jax.Array | None, s: int) -> jax.Array:
     return jnp.stack(parts, axis=-3)
 
 
-def gram_inverse(M: jax.Array, F: jax.Array | None, X: jax.Array) -> jax.Array:
-    """``(M Mᴴ)⁻¹`` (bitwise Hermitian) from ``M`` and its inverted diagonal blocks.
+def gram_inverse(M: jax.Array, F: jax.Array | None, X: jax.Array) -> tuple[jax.Array, jax.Array]:
+    """``((M Mᴴ)⁻¹, M⁻¹)`` (the first bitwise Hermitian) from ``M`` and its diagonal inverses.
 
     Args:
       M: ``[..., N b, N b]``, lower triangular, ``N`` a power of two; the
@@ -82,22 +82,22 @@ def gram_inverse(M: jax.Array, F: jax.Array | None, X: jax.Array) -> jax.Array:
       X: ``[..., N, b, b]``, the inverses of the (scaled) diagonal blocks.
 
     Returns:
-      ``[..., N b, N b]``.
+      Both ``[..., N b, N b]``. The inverse costs one product more than
+      ``(M Mᴴ)⁻¹`` alone (``X₂₁`` of the root, ``n³/4`` flops) and is what
+      the backward pass multiplies by (:func:`._vjp.tril_product`); a caller
+      that drops it under ``jit`` drops that product too (dead code).
     """
     C = _gram(X)
     while X.shape[-3] > 1:
         s = X.shape[-1]
-        V = _matrix.matmul(_below(M, F, s), _pairs(X)[0])  # -B X₁
+        X1, X2 = _pairs(X)
+        V = _matrix.matmul(_below(M, F, s), X1)  # -B X₁
         C1, C2 = _pairs(C)
         C21 = _matrix.matmul(C2, V)
         C11 = _matrix.mirror_lower(C1 + _matrix.matmul(_matrix.mH(V), C21))
         C = _join(C11, _matrix.mH(C21), C21, C2)
-        if C.shape[-3] > 1:
-            X1, X2 = _pairs(X)
-            X = _join(X1, jnp.zeros_like(X1), _matrix.matmul(X2, V), X2)
-        else:
-            X = X[..., :1, :, :]
-    return C[..., 0, :, :]
+        X = _join(X1, jnp.zeros_like(X1), _matrix.matmul(X2, V), X2)  # X₂₁ = X₂ V
+    return C[..., 0, :, :], X[..., 0, :, :]
 
 
 def tri_inverse(L: jax.Array, leaf_inv: Callable[[jax.Array], jax.Array], leaf: int) -> jax.Array:

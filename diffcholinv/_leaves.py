@@ -85,6 +85,9 @@ def unrolled(L: jax.Array) -> jax.Array:
 BATCH_UNROLL = 64
 """One-block factors in batches of at least this many: leaves of :func:`unrolled`."""
 
+GRAM_UNROLL_MAX = 16
+"""Real blocks up to this size have ``Xᴴ X`` made as an unrolled sum (``_blocked._gram``)."""
+
 LEAF = 64
 """The widest leaf of :func:`doubling` (single factors: :func:`substitution`)."""
 
@@ -129,6 +132,7 @@ def for_method(method: str, b: int, dtype: jnp.dtype, *, looped: bool) -> Invert
 
 __all__ = [
     "BATCH_UNROLL",
+    "GRAM_UNROLL_MAX",
     "LEAF",
     "UNROLL_MAX",
     "Inverter",

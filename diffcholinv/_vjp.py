@@ -7,13 +7,23 @@ With ``C = (L Lᴴ)⁻¹``, incoming cotangent ``Ḡ`` and ``S = Ḡ + Ḡᴴ``:
     L̄ = -conj(tril(C S L⁻ᴴ)),  S = conj(Ḡ + Ḡᴴ)   (complex, JAX's convention)
 
 Only the lower triangle of ``L`` is an input, so the gradient is zero above
-the diagonal. :func:`tril_product` computes ``Y = C S L⁻ᴴ`` without ``L⁻¹``
-by solving ``Y Lᴴ = C S`` block column by block column, left to right, in one
-loop, reading only ``L``, ``C`` and the inverted diagonal blocks ``Xₖₖ`` that
-the forward pass made. The residuals are ``L`` itself (an input, which the
-caller holds anyway), ``C`` and ``Xₖₖ`` (``n b`` numbers): no other ``n × n``
-matrix lives from the forward pass to the backward pass, and the backward
-pass holds ``C``, ``Ḡ`` and the gradient it writes into.
+the diagonal. :func:`tril_product` computes ``Y = C S L⁻ᴴ`` in one of two
+ways, by what the forward pass made (docs/math.md, "Gradient"):
+
+- below ``LOOP_MIN`` (the doubling forward, and one-block factors) the
+  whole ``L⁻¹`` (of the scaled factor) is a by-product of the forward pass
+  and a residual: ``Y`` is ``(C S) L⁻ᴴ`` in large products, only the parts
+  that reach ``tril(Y)`` made, ``5n³/2`` flops. Residuals ``L``, ``C`` and
+  ``L⁻¹``: one ``n × n`` matrix more than the loop below keeps, for a
+  backward pass 1.3–1.7× faster at ``n = 256``–``1000`` (docs/benchmarks.md);
+- from ``LOOP_MIN`` (the block-column forward loop) ``Y Lᴴ = C S`` is solved
+  block column by block column, left to right, in one loop, reading only
+  ``L``, ``C`` and the inverted diagonal blocks ``Xₖₖ`` that the forward
+  pass made (``n b`` numbers): no other ``n × n`` matrix lives from the
+  forward pass to the backward pass, and the backward pass holds ``C``,
+  ``Ḡ`` and the gradient it writes into.
+
+The residual ``L`` is an input, which the caller holds anyway.
 
 The backward pass is plain differentiable jax, so grad-of-grad and
 ``jax.hessian`` (``jacfwd`` over ``jacrev``) work.
@@ -65,7 +75,12 @@ def tril_product(L: jax.Array, F: jax.Array, C: jax.Array, g: jax.Array, X: jax.
         Σ_{j ≤ k} Y[:, j] Lₖⱼᴴ = C S[:, k]
         Y[:, k] = (C S[:, k] - Σ_{j < k} Y[:, j] Lₖⱼᴴ) Lₖₖ⁻ᴴ
 
-    so one loop over ``k = 0, …, N-1`` fills ``Y`` from the left. Only
+    so one loop over ``k = 0, …, N-1`` fills ``Y`` from the left (with the
+    diagonal blocks ``X``, ``[..., N, b, b]``, of the block-column forward
+    loop). Where the forward pass made the whole inverse (``X`` of shape
+    ``[..., 1, N b, N b]``: the doubling, and one-block factors) no loop is
+    needed: ``Y = C S L⁻ᴴ`` is three quarters of one product and half of
+    another (:func:`_whole`). Only
     ``tril(Y)`` is wanted, and ``Y[:, j]`` for ``j < k`` enters row ``i`` of
     block column ``k`` only through rows ``i ≥ k b``, which lie in the lower
     triangle: each block column is masked to its lower part as it is made,
@@ -85,20 +100,15 @@ def tril_product(L: jax.Array, F: jax.Array, C: jax.Array, g: jax.Array, X: jax.
     nothing leaves the range the gradient is bitwise the unscaled one.
     """
     n = L.shape[-1]
-    N, b = _blocked.blocks(n)
+    N, b = X.shape[-3], X.shape[-1]
     size = N * b
     if size > n:  # [[L, 0], [0, I]] has C S L⁻ᴴ = [[C S L⁻ᴴ, 0], [0, 0]] for C, g padded by 0
         widths = [(0, 0)] * (L.ndim - 2) + [(0, size - n), (0, size - n)]
         L, C, g = _matrix.pad_identity(L, size), jnp.pad(C, widths), jnp.pad(g, widths)
-    zero = jnp.zeros((), C.dtype)
     if N == 1:
-        # Y = C S L⁻ᴴ = (C (S D⁻¹)) M⁻ᴴ, as L⁻ᴴ = D⁻¹ M⁻ᴴ and X = M⁻¹.
-        Y = _matrix.matmul(
-            _matrix.matmul(C, _matrix.column_scale(g + _matrix.mH(g), F)),
-            _matrix.mH(X[..., 0, :, :]),
-        )
-        lower = _matrix.like_rank(_matrix.lower_mask(n), Y.ndim)
-        return jnp.where(lower, -Y, zero)[..., :n, :n]
+        # X is the whole M⁻¹: Y = C S L⁻ᴴ = (C (S D⁻¹)) M⁻ᴴ, as L⁻ᴴ = D⁻¹ M⁻ᴴ.
+        Z = _whole(C, _matrix.column_scale(g + _matrix.mH(g), F), X[..., 0, :, :])
+        return Z[..., :n, :n]
     if size < _blocked.SPLIT_MIN:
         return _solve_columns(L, X, F, C, g, 0, N)[..., :n, :n]
     # Block columns right of h only have rows ≥ h in the lower triangle: made
@@ -110,6 +120,37 @@ def tril_product(L: jax.Array, F: jax.Array, C: jax.Array, g: jax.Array, X: jax.
     above = jnp.zeros_like(ZB[..., :h, :])  # zeros_like keeps the batch sharding
     Z = jnp.concatenate([ZA, jnp.concatenate([above, ZB], axis=-2)], axis=-1)
     return Z[..., :n, :n]
+
+
+def _whole(C: jax.Array, S: jax.Array, X: jax.Array) -> jax.Array:
+    """``-tril(C S Xᴴ)`` for lower-triangular ``X`` (``[..., m, m]`` each).
+
+    ``Xᴴ`` is upper triangular, so with ``R = C S`` and every matrix cut at
+    ``h = m/2``, the lower triangle of ``Y = R Xᴴ`` is::
+
+        Y₁₁ = R₁₁ X₁₁ᴴ,   Y₂₁ = R₂₁ X₁₁ᴴ,   Y₂₂ = R₂₁ X₂₁ᴴ + R₂₂ X₂₂ᴴ
+
+    ``R₁₂`` is never read: ``R``'s left half and ``R₂₂`` are three quarters
+    of the product ``C S``, and ``Y`` half of the product ``R Xᴴ``,
+    ``5m³/2`` flops in five products of ``m/2``-wide operands, against
+    ``4m³`` in full. A one-block factor (``m ≤ ONE_BLOCK``) or an odd ``m``
+    takes the two full products: too small for the split to pay.
+    """
+    m = X.shape[-1]
+    zero = jnp.zeros((), C.dtype)
+    lower = _matrix.like_rank(_matrix.lower_mask(m), X.ndim)
+    if m % 2 or m <= _blocked.ONE_BLOCK:
+        return jnp.where(lower, -_matrix.matmul(_matrix.matmul(C, S), _matrix.mH(X)), zero)
+    h = m // 2
+    X11, X21, X22 = X[..., :h, :h], X[..., h:, :h], X[..., h:, h:]
+    R1 = _matrix.matmul(C, S[..., :, :h])  # [R₁₁; R₂₁] = C S[:, :h]
+    R22 = _matrix.matmul(C[..., h:, :], S[..., :, h:])  # R₂₂ = C[h:, :] S[:, h:]
+    Y1 = _matrix.matmul(R1, _matrix.mH(X11))  # [Y₁₁; Y₂₁] = [R₁₁; R₂₁] X₁₁ᴴ
+    Y22 = _matrix.matmul(R1[..., h:, :], _matrix.mH(X21)) + _matrix.matmul(
+        R22, _matrix.mH(X22)
+    )  # Y₂₂ = R₂₁ X₂₁ᴴ + R₂₂ X₂₂ᴴ
+    Y = jnp.concatenate([Y1, jnp.concatenate([jnp.zeros_like(Y22), Y22], axis=-2)], axis=-1)
+    return jnp.where(lower, -Y, zero)
 
 
 def _solve_columns(

@@ -115,6 +115,16 @@ def test_backward_product_matches_dense_formula(rng, n, dtype):
     _check_backward(rng, _factor(rng, n, dtype), dtype)
 
 
+@pytest.mark.parametrize("split", [False, True])
+@pytest.mark.parametrize(("n", "dtype"), [(65, "float64"), (130, "complex128")])
+def test_loop_backward_matches_dense_formula(rng, monkeypatch, n, dtype, split):
+    """The block-column backward loop (``n ≥ LOOP_MIN``), forced at small ``n``."""
+    monkeypatch.setattr(_blocked, "LOOP_MIN", 1)
+    if split:
+        monkeypatch.setattr(_blocked, "SPLIT_MIN", 1)
+    _check_backward(rng, _factor(rng, n, dtype), dtype)
+
+
 def _check_backward(rng, L, dtype):
     """``tril_product`` against ``-tril(C S L⁻ᴴ)`` in float64/complex128 NumPy."""
     n = L.shape[-1]
