@@ -15,7 +15,7 @@ ways, by what the forward pass made (docs/math.md, "Gradient"):
   and a residual: ``Y`` is ``(C S) L⁻ᴴ`` in large products, only the parts
   that reach ``tril(Y)`` made, ``5n³/2`` flops. Residuals ``L``, ``C`` and
   ``L⁻¹``: one ``n × n`` matrix more than the loop below keeps, for a
-  backward pass 1.3–1.7× faster at ``n = 256``–``1000`` (docs/benchmarks.md);
+  value+grad 1.2–1.7× faster at ``n = 128``–``1000`` (docs/benchmarks.md);
 - from ``LOOP_MIN`` (the block-column forward loop) ``Y Lᴴ = C S`` is solved
   block column by block column, left to right, in one loop, reading only
   ``L``, ``C`` and the inverted diagonal blocks ``Xₖₖ`` that the forward
