@@ -15,10 +15,10 @@ children's ``Xᵢ = Mᵢ⁻¹`` and ``Cᵢ = (Mᵢ Mᵢᴴ)⁻¹`` known (docs/m
 and the node's ``C`` is ``[[C₁₁, C₂₁ᴴ], [C₂₁, C₂]]``. Every node of one level
 has the same size, so a level is four batched products, ``log₂ N`` levels
 in all: about ``13n³/12`` flops for ``n = N b`` (``4n³/3`` with the root's
-``X``, which the backward pass uses), against ``2n³`` for a loop over block columns whose static
-shapes make it fill the whole ``C`` at every step. No loop carries
-``C``, so no step copies it, and the large products (the root's are
-``n/2 × n/2``) run at the machine's product rate.
+``X``, which the backward pass uses), against ``2n³`` for a loop over block
+columns whose static shapes make it fill the whole ``C`` at every step. No
+loop carries ``C``, so no step copies it, and the large products (the
+root's are ``n/2 × n/2``) run at the machine's product rate.
 
 Each ``C₁₁`` is mirrored from its lower triangle, and ``C₁₂`` is the exact
 ``C₂₁ᴴ``: every node's ``C``, the root's included, is bitwise Hermitian.
