@@ -115,8 +115,9 @@ def test_backward_product_matches_dense_formula(rng, n, dtype):
     _check_backward(rng, _factor(rng, n, dtype), dtype)
 
 
-@pytest.mark.parametrize("split", [False, True])
-@pytest.mark.parametrize(("n", "dtype"), [(65, "float64"), (130, "complex128")])
+@pytest.mark.parametrize(
+    ("n", "dtype", "split"), [(65, "float64", False), (130, "complex128", True)]
+)
 def test_loop_backward_matches_dense_formula(rng, monkeypatch, n, dtype, split):
     """The block-column backward loop (``n ≥ LOOP_MIN``), forced at small ``n``."""
     monkeypatch.setattr(_blocked, "LOOP_MIN", 1)
