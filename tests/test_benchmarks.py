@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import importlib.util
 import json
+import shutil
 import subprocess
 import sys
 from pathlib import Path
+
+import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 TIMED = ("forward", "grad", "batched", "gemm", "compile", "first_call", "growing_n")
@@ -113,3 +117,47 @@ def test_gp_step_quick_rows(monkeypatch):
     assert loo["steady_speedup"] > 0 and loo["first_speedup"] > 0
     table = gp_step.format_table(rows)
     assert "| 8 |" in table and "steady" in table
+
+
+def _cpu_profile():
+    spec = importlib.util.spec_from_file_location(
+        "cpu_profile", ROOT / "scripts" / "cpu_profile.py"
+    )
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_cpu_profile_groups_perf_symbols():
+    cp = _cpu_profile()
+    assert cp.group("[JIT] tid 123", "[.] 0x00007f") == "XLA fused loops"
+    assert (
+        cp.group("libjax_common.so", "[.] ynn::dot_fp32_5x32x1_1x16x1_avx512") == "products, BLAS"
+    )
+    assert cp.group("libjax_common.so", "[.] xla::cpu::ThunkExecutor::Execute") == "XLA runtime"
+    assert cp.group("libscipy_openblas64_.so", "[.] dgemm_kernel") == "products, BLAS"
+    assert cp.group("[kernel.kallsyms]", "[k] clear_page_erms") == "kernel, memory"
+    assert cp.group("[kernel.kallsyms]", "[k] schedule") == "kernel, other"
+    assert cp.group("libtorch_cpu.so", "[.] at::native::foo") == "torch"
+    assert cp.group("libpython3.11.so.1.0", "[.] _PyEval_EvalFrameDefault") == "Python, libc, other"
+
+
+def test_cpu_profile_lists_the_xla_ops_of_a_program():
+    # A jax.profiler trace in a fresh process: the names of the program's ops.
+    cp = _cpu_profile()
+    result = cp.ops("value+grad 1 8 float64 ours", top=5)
+    assert result["wall"] > 0 and result["sum"] > 0
+    assert 1 <= len(result["ops"]) <= 5 and all(t > 0 for _, t in result["ops"])
+    assert "ms per call" in cp.ops_table("value+grad 1 8 float64 ours", result)
+
+
+@pytest.mark.skipif(shutil.which("perf") is None, reason="Linux perf is not installed")
+def test_cpu_profile_samples_a_program_with_perf():
+    cp = _cpu_profile()
+    try:
+        row = cp.profile("forward 1 8 float64 ours", seconds=0.5)
+    except subprocess.CalledProcessError as err:  # perf present but not allowed here
+        pytest.skip(f"perf record failed: {err.stderr}")
+    assert row["seconds"] > 0
+    assert sum(row[g] for g in cp.GROUPS) == pytest.approx(1.0)
+    assert "| forward 1 8 float64 ours |" in cp.table([row])
