@@ -159,6 +159,10 @@ def run_ops_child(spec: str, top: int) -> None:
 
     import jax
 
+    if not hasattr(jax.profiler, "ProfileData"):
+        raise SystemExit(
+            f"cpu_profile: --top needs jax.profiler.ProfileData, not in jax {jax.__version__}"
+        )
     call, calls = make_call(*parse(spec)), 10
     for _ in range(3):
         call()
