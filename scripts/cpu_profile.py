@@ -97,39 +97,20 @@ def group(dso: str, symbol: str) -> str:
 
 
 def make_call(kind: str, batch: int, n: int, dtype: str, peer: str) -> Callable[[], Any]:
-    """A zero-argument call of one program, compiled and ready."""
-    import jax
-    import jax.numpy as jnp
-    import numpy as np
-
-    jax.config.update("jax_enable_x64", True)
+    """A zero-argument call of one program, compiled and ready: the benchmarks' own peer."""
     sys.path.insert(0, str(ROOT))
-    from benchmarks.programs import cho_solve_inv, factor
-    from diffcholinv import cholesky_inv
+    import jax
+
+    from benchmarks import forward, grad
+    from benchmarks.programs import factor
 
     L = factor(n, (batch,) if batch > 1 else (), dtype)
-    G = np.random.default_rng(1).standard_normal(L.shape).astype(dtype)
-    if peer == "torch":
-        import torch
-
-        Lt = torch.from_numpy(L)
-        if kind == "forward":
-            return lambda: torch.cholesky_inverse(Lt)
-        Lg, Gt = Lt.clone().requires_grad_(True), torch.from_numpy(G)
-
-        def torch_value_and_grad() -> Any:
-            value = (Gt * torch.cholesky_inverse(Lg)).sum()
-            (grad,) = torch.autograd.grad(value, Lg)
-            return value, grad
-
-        return torch_value_and_grad
-    inverse = {"ours": cholesky_inv, "cho_solve": cho_solve_inv}[peer]
-    Lj, Gj = jnp.asarray(L), jnp.asarray(G)
-    if kind == "forward":
-        f = jax.jit(inverse)
-        return lambda: jax.block_until_ready(f(Lj))
-    vg = jax.jit(jax.value_and_grad(lambda L, G: jnp.sum(G * inverse(L))))
-    return lambda: jax.block_until_ready(vg(Lj, Gj))
+    peers = forward.peers(L, inv=False) if kind == "forward" else grad.peers(L)
+    name = "diffcholinv" if peer == "ours" else peer
+    if name not in peers:
+        raise SystemExit(f"cpu_profile: no peer {peer!r} here (torch not installed?)")
+    call = peers[name]
+    return lambda: jax.block_until_ready(call())
 
 
 def run_child(spec: str) -> None:
