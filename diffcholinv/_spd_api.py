@@ -277,7 +277,7 @@ def _spd_inv(A: jax.Array, *, method: str, forward_mode: bool) -> tuple[jax.Arra
         return C.astype(dtype)
 
     # The result (and its gradient) placed like the input, as cholesky_inv's.
-    C = _placement.placed_like_input(op, A)
+    C = _placement.placed_like_input(op, A, forward_mode=forward_mode)
     return C, logdet[0].astype(real)
 
 

@@ -78,7 +78,7 @@ def main() -> int:
     from jax.sharding import NamedSharding
     from jax.sharding import PartitionSpec as P
 
-    from diffcholinv import cholesky_inv
+    from diffcholinv import cholesky_inv, spd_inv
 
     ndev = len(jax.devices())
     assert ndev >= 4, f"expected >= 4 forced host devices, got {ndev}"
@@ -173,6 +173,23 @@ def main() -> int:
         found = _collectives(sm.lower(L1).compile().as_text())
         assert not found, f"{kind}: shard_map forward has collectives {found}"
         print(f"ok {kind}: device=sharding, shard_map")
+
+    # spd_inv(forward_mode=True) on a sharded batch: its result is placed like the
+    # input without the reverse-mode tie, which jax.jvp cannot go through.
+    mesh = _meshes(jax, np)["1-D auto"]
+    sharding = NamedSharding(mesh, P("b"))
+    A_sh = jax.device_put(A, sharding)
+    dA = jax.device_put(W_np + np.swapaxes(W_np, -1, -2), sharding)
+    C_s, dC_s = jax.jit(lambda a, t: jax.jvp(lambda a: spd_inv(a, forward_mode=True), (a,), (t,)))(
+        A_sh, dA
+    )
+    np.testing.assert_allclose(np.asarray(C_s), expected, rtol=1e-10, atol=1e-12)
+    dC_ref = -expected @ np.asarray(dA) @ expected
+    np.testing.assert_allclose(np.asarray(dC_s), dC_ref, rtol=1e-9, atol=1e-10)
+    assert C_s.sharding.is_equivalent_to(sharding, 3) and dC_s.sharding.is_equivalent_to(
+        sharding, 3
+    )
+    print("ok spd_inv(forward_mode=True) under jax.jvp on a sharded batch")
 
     # A batch not divisible by the mesh axis: JAX refuses to shard it, so pad it
     # with identity factors (their inverse is the identity) up to a multiple,
