@@ -1,31 +1,39 @@
-"""Inverses of small lower-triangular blocks: the leaves of the blocked algorithm.
+"""Inverses of small lower-triangular blocks: the leaves of the triangular inverse.
 
 Each function takes lower-triangular ``L`` of shape ``[..., b, b]`` (upper
 triangle zero; in practice the batch of diagonal blocks of a factor) and
-returns ``L⁻¹``. Four ways, chosen per ``method`` by :func:`for_method`:
+returns ``L⁻¹``. All three solve ``X L = I`` for ``X``, the equation LAPACK's
+``trtri`` solves, not ``L X = I``: row ``i`` of ``X`` is then the solution of
+``xᵢ L = eᵢ``, and each row's backward error gives the left residual bound
 
-- :func:`solve`: a triangular solve against ``I`` (LAPACK/cuBLAS ``trsm``);
-- :func:`substitution`: forward substitution, one row per ``lax.fori_loop``
-  step, made of matrix products only, for platforms that cannot lower
-  triangular solves (jax-metal: jax-ml/jax#17490);
-- :func:`unrolled`: forward substitution unrolled over the rows, elementwise
-  over the batch, for tiny real blocks (``b ≤ UNROLL_MAX``): a few fused loops
-  instead of one LAPACK call per block, and products only as well;
-- :func:`doubling`: the level-batched doubling of :mod:`._doubling` over
-  leaves of the two above, products only: ``"auto"``'s inverter of a factor
-  that is one block.
+    |X L − I| ≤ c(b) u |X| |L|
+
+(Du Croz & Higham 1992, "method 1" of their triangular inverses; Higham,
+*Accuracy and Stability*, §14.2). Solving ``L X = I`` instead bounds the right
+residual ``|L X − I|``; on kernel matrices of inputs in order the Gram matrix
+``Xᴴ X`` of that ``X`` is several times less accurate than LAPACK ``potri``'s
+(docs/math.md, "Accuracy"). Three ways, chosen per ``method`` by
+:func:`for_method`:
+
+- :func:`solve`: a triangular solve from the right against ``I``
+  (LAPACK/cuBLAS ``trsm``);
+- :func:`substitution`: ``trtri``'s column order, one column per
+  ``lax.fori_loop`` step, made of matrix products only, for platforms that
+  cannot lower triangular solves (jax-metal: jax-ml/jax#17490);
+- :func:`unrolled`: the same columns unrolled, elementwise over the batch,
+  for tiny real blocks (``b ≤ UNROLL_MAX``): a few fused loops instead of one
+  LAPACK call or dot per block, and products only as well.
 """
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable
 
 import jax
 import jax.numpy as jnp
 from jax import lax
 
-from . import _doubling, _matrix
+from . import _matrix
 
 Inverter = Callable[[jax.Array], jax.Array]
 
@@ -34,109 +42,80 @@ UNROLL_MAX = 8
 
 
 def solve(L: jax.Array) -> jax.Array:
-    """``L⁻¹`` by a triangular solve against ``I``."""
-    return lax.linalg.triangular_solve(L, _matrix.identity_like(L), left_side=True, lower=True)
+    """``L⁻¹`` by the triangular solve ``X L = I`` (from the right, as ``trtri``)."""
+    return lax.linalg.triangular_solve(L, _matrix.identity_like(L), left_side=False, lower=True)
 
 
 def substitution(L: jax.Array) -> jax.Array:
-    """``L⁻¹`` by forward substitution in a ``fori_loop``: products and elementwise ops only.
+    """``L⁻¹`` column by column from the last, in a ``fori_loop``: products and elementwise ops.
 
-    Row ``i`` of ``X = L⁻¹`` solves ``Σⱼ L[i, j] X[j] = eᵢ``; rows ``≥ i`` of
-    ``X`` are still zero when row ``i`` is computed, so the full product
-    of ``L[i]``, masked to ``j < i``, with ``X`` sums exactly those rows.
+    Column ``j`` of ``X L = I`` reads ``Σ_{k ≥ j} X[:, k] L[k, j] = eⱼ``, so
+
+        X[:, j] = (eⱼ − Σ_{k > j} X[:, k] L[k, j]) / L[j, j]
+
+    (``trtri``'s unblocked ``trti2``: the already inverted columns times the
+    original column of ``L``). Columns ``≤ j`` of ``X`` are still zero when
+    column ``j`` is made, so the full product of ``X`` with column ``j`` of
+    ``L``, masked to ``k > j``, sums exactly those columns.
     """
-    axis = L.ndim - 2
+    b = L.shape[-1]
+    axis = L.ndim - 1
     eye = _matrix.identity_like(L)
-    cols = lax.broadcasted_iota(jnp.int32, (1, L.shape[-1]), 1)
+    rows = lax.broadcasted_iota(jnp.int32, (b, 1), 0)
     zero = jnp.zeros((), L.dtype)
 
-    def body(i: jax.Array, X: jax.Array) -> jax.Array:
-        li = lax.dynamic_index_in_dim(L, i, axis=axis, keepdims=True)  # [..., 1, b]
-        ei = lax.dynamic_index_in_dim(eye, i, axis=axis, keepdims=True)
-        lii = lax.dynamic_index_in_dim(li, i, axis=axis + 1, keepdims=True)  # [..., 1, 1]
-        # Only j < i: an infinite Lᵢᵢ times the zero row Xᵢ would give nan.
-        row = (ei - _matrix.matmul(jnp.where(cols < i, li, zero), X)) / lii
-        out: jax.Array = lax.dynamic_update_index_in_dim(X, row, i, axis=axis)
+    def body(t: jax.Array, X: jax.Array) -> jax.Array:
+        j = b - 1 - t
+        lj = lax.dynamic_index_in_dim(L, j, axis=axis, keepdims=True)  # [..., b, 1]
+        ej = lax.dynamic_index_in_dim(eye, j, axis=axis, keepdims=True)
+        ljj = lax.dynamic_index_in_dim(lj, j, axis=axis - 1, keepdims=True)  # [..., 1, 1]
+        # Only k > j: an infinite L[k, j] (k ≤ j) times a zero column would give nan.
+        col = (ej - _matrix.matmul(X, jnp.where(rows > j, lj, zero))) / ljj
+        out: jax.Array = lax.dynamic_update_index_in_dim(X, col, j, axis=axis)
         return out
 
-    X: jax.Array = lax.fori_loop(0, L.shape[-1], body, jnp.zeros_like(L))
+    X: jax.Array = lax.fori_loop(0, b, body, jnp.zeros_like(L))
     return X
 
 
 def unrolled(L: jax.Array) -> jax.Array:
-    """``L⁻¹`` for tiny real blocks by forward substitution unrolled over the rows.
+    """``L⁻¹`` for tiny real blocks: :func:`substitution`'s columns, unrolled.
 
-    Row ``i`` of ``X`` is ``(eᵢ - Σ_{k<i} L_ik X_k) / L_ii``; every step is
-    elementwise over the batch and the row, so XLA fuses it into a few loops
-    over the batch, where a dot or a LAPACK call per block would pay a
+    Column ``j`` of ``X`` is ``(eⱼ − Σ_{k>j} X[:, k] L_kj) / L_jj``; every step
+    is elementwise over the batch and the column, so XLA fuses it into a few
+    loops over the batch, where a dot or a LAPACK call per block would pay a
     per-matrix cost that dominates for blocks this small.
     """
     b = L.shape[-1]
     eye = jnp.eye(b, dtype=L.dtype)
-    rows: list[jax.Array] = []
-    for i in range(b):
-        s = jnp.zeros_like(L[..., i, :]) + _matrix.like_rank(eye[i], L.ndim - 1)
-        for k in range(i):
-            s = s - L[..., i, k, None] * rows[k]
-        rows.append(s / L[..., i, i, None])
-    return jnp.stack(rows, axis=-2)
+    cols: list[jax.Array] = [jnp.zeros(())] * b
+    for j in reversed(range(b)):
+        s = jnp.zeros_like(L[..., :, j]) + _matrix.like_rank(eye[:, j], L.ndim - 1)
+        for k in range(j + 1, b):
+            s = s - cols[k] * L[..., k, j, None]
+        cols[j] = s / L[..., j, j, None]
+    return jnp.stack(cols, axis=-1)
 
 
-BATCH_UNROLL = 64
-"""One-block factors in batches of at least this many: leaves of :func:`unrolled`."""
-
-GRAM_UNROLL_MAX = 16
-"""Real blocks up to this size have ``Xᴴ X`` made as an unrolled sum (``_blocked._gram``)."""
-
-LEAF = 64
-"""The widest leaf of :func:`doubling` (single factors: :func:`substitution`)."""
-
-
-def doubling(L: jax.Array) -> jax.Array:
-    """``L⁻¹`` by level-batched doubling over diagonal leaves (:func:`._doubling.tri_inverse`).
-
-    Products and elementwise ops only, no loop over the levels. In a batch
-    of at least ``BATCH_UNROLL`` blocks (real) the leaves are :func:`unrolled`
-    ones of at most ``UNROLL_MAX``, elementwise over the batch; otherwise
-    :func:`substitution` leaves of at most ``LEAF``, where the fewer kernels
-    matter more than the per-block cost of a small dot.
-    """
-    batch = math.prod(L.shape[:-2])
-    if batch >= BATCH_UNROLL and not jnp.issubdtype(L.dtype, jnp.complexfloating):
-        return _doubling.tri_inverse(L, unrolled, UNROLL_MAX)
-    return _doubling.tri_inverse(L, substitution, LEAF)
-
-
-_BY_METHOD: dict[str, Inverter] = {"auto": doubling, "solve": solve, "products": substitution}
-
-
-def for_method(method: str, b: int, dtype: jnp.dtype, *, looped: bool) -> Inverter:
+def for_method(method: str, b: int, dtype: jnp.dtype) -> Inverter:
     """The inverter of ``b × b`` blocks of ``dtype`` for ``cholesky_inv(method=...)``.
 
     ``"solve"`` and ``"products"`` force :func:`solve` and :func:`substitution`.
-    ``"auto"`` is products only on every platform, so that no program of the
-    default method calls LAPACK on CPU (a LAPACK call leaves the BLAS's
-    threads spinning while XLA's own run next to them on the same cores:
-    docs/benchmarks.md) and Metal, which cannot lower triangular solves, runs
-    the same program: the diagonal blocks of a larger factor (``looped``) by
-    :func:`substitution`, a factor that is one block (small ``n``, often in
-    large batches) by :func:`doubling`. Tiny real blocks take :func:`unrolled`
-    in every method: it is products only and the fastest.
+    ``"auto"`` is :func:`substitution`, products only on every platform, so
+    that no program of the default method calls LAPACK on CPU (a LAPACK call
+    leaves the BLAS's threads spinning while XLA's own run next to them on the
+    same cores: docs/benchmarks.md) and Metal, which cannot lower triangular
+    solves, runs the same program. Tiny real blocks take :func:`unrolled` in
+    every method: it is products only and the fastest.
     """
     if b <= UNROLL_MAX and not jnp.issubdtype(dtype, jnp.complexfloating):
         return unrolled
-    if method == "auto" and looped:
-        return substitution
-    return _BY_METHOD[method]
+    return {"auto": substitution, "solve": solve, "products": substitution}[method]
 
 
 __all__ = [
-    "BATCH_UNROLL",
-    "GRAM_UNROLL_MAX",
-    "LEAF",
     "UNROLL_MAX",
     "Inverter",
-    "doubling",
     "for_method",
     "solve",
     "substitution",

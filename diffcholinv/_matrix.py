@@ -20,6 +20,21 @@ def matmul(a: jax.Array, b: jax.Array) -> jax.Array:
     return jnp.matmul(a, b, precision=_HIGHEST)
 
 
+def unrolled_matmul(a: jax.Array, b: jax.Array) -> jax.Array:
+    """``a @ b`` as a sum of ``k`` outer products (``[..., m, k] @ [..., k, p]``), unrolled.
+
+    XLA fuses the sum into one elementwise loop over the batch, where
+    XLA:CPU's dot pays a per-matrix cost that dominates for batches of small
+    matrices (docs/benchmarks.md). Entry ``(i, j)`` sums its ``k`` products in
+    the same order as every other entry, so ``mT(x) @ x`` made this way is
+    exactly symmetric.
+    """
+    out = a[..., :, 0, None] * b[..., None, 0, :]
+    for k in range(1, a.shape[-1]):
+        out = out + a[..., :, k, None] * b[..., None, k, :]
+    return out
+
+
 def mT(x: jax.Array) -> jax.Array:
     """Transpose of the last two axes."""
     return jnp.swapaxes(x, -1, -2)
@@ -268,5 +283,6 @@ __all__ = [
     "row_scale",
     "scale",
     "tril",
+    "unrolled_matmul",
     "unscale",
 ]

@@ -3,11 +3,6 @@
 Every call goes through :func:`placed_like_input`, single device or not; the
 row-sharded algorithm (``_rowsharded.py``) is a separate concern, entered only
 when ``_rowsharded.matrix_plan`` finds a matrix sharded along its rows.
-
-The per-matrix loops use :func:`tie`, :func:`block_row` and
-:func:`set_block_row`, so that under ``jit`` on auto axes, where the library
-cannot see the placement, the partitioner keeps them sharded like ``L``
-(docs/scaling.md has the per-device memory this gives).
 """
 
 from __future__ import annotations
@@ -15,8 +10,6 @@ from __future__ import annotations
 from typing import Any
 
 import jax
-import jax.numpy as jnp
-from jax import lax
 from jax.experimental.shard_alike import shard_alike
 
 
@@ -28,58 +21,6 @@ def _tie() -> bool:
     """
     shardy = getattr(jax.config, "jax_use_shardy_partitioner", False)
     return bool(shardy) and jax.device_count() > 1
-
-
-def tie(x: jax.Array, like: jax.Array) -> jax.Array:
-    """``x``, in one sharding group with ``like`` (same shape) when :func:`_tie` holds.
-
-    The loops of the per-matrix path tie what they carry to the factor (or to
-    the slice of it whose shape they have). Under ``jit`` on a mesh with auto
-    axes the library cannot see how ``L`` is placed (``matrix_plan`` gets
-    ``None``), but the partitioner can: tied, the loop carries stay sharded
-    as ``L`` is (along its rows, or along a batch axis) instead of being
-    replicated on every device, which is what it chose untied. Identity on one
-    device and under GSPMD.
-    """
-    if not _tie() or x.shape != like.shape:
-        return x
-    out: jax.Array = shard_alike(x, like)[0]
-    return out
-
-
-def block_row(x: jax.Array, k: jax.Array, b: int) -> jax.Array:
-    """Rows ``k b … (k+1) b`` of ``x`` (``[..., N b, m]`` → ``[..., b, m]``).
-
-    A dynamic slice; when :func:`tie` ties, a masked sum over the ``N`` row
-    blocks instead, which a row-sharded ``x`` answers with a sum of ``b × m``
-    values across devices where a slice at a traced row would gather all of
-    ``x`` on every device.
-    """
-    if not _tie():
-        out: jax.Array = lax.dynamic_slice_in_dim(x, k * b, b, axis=-2)
-        return out
-    rows = x.shape[-2]
-    mine = lax.broadcasted_iota(jnp.int32, (rows, 1), 0) // b == k
-    masked = jnp.where(mine, x, jnp.zeros((), x.dtype))
-    summed: jax.Array = jnp.sum(masked.reshape(*x.shape[:-2], rows // b, b, x.shape[-1]), axis=-3)
-    return summed
-
-
-def set_block_row(x: jax.Array, row: jax.Array, k: jax.Array) -> jax.Array:
-    """``x`` with rows ``k b … (k+1) b`` set to ``row`` (``[..., b, m]``), ``b`` from ``row``.
-
-    A dynamic update; when :func:`tie` ties, a select against ``row`` tiled
-    down the rows, for the reason :func:`block_row` gives.
-    """
-    b = row.shape[-2]
-    if not _tie():
-        out: jax.Array = lax.dynamic_update_slice_in_dim(x, row, k * b, axis=-2)
-        return out
-    rows = x.shape[-2]
-    mine = lax.broadcasted_iota(jnp.int32, (rows, 1), 0) // b == k
-    tiled = jnp.tile(row, (*([1] * (x.ndim - 2)), rows // b, 1))
-    selected: jax.Array = jnp.where(mine, tiled, x)
-    return selected
 
 
 @jax.custom_vjp
@@ -124,4 +65,4 @@ def placed_like_input(op: Any, L: jax.Array, *, forward_mode: bool = False) -> j
     return tied
 
 
-__all__ = ["block_row", "placed_like_input", "set_block_row", "tie"]
+__all__ = ["placed_like_input"]

@@ -11,30 +11,36 @@ blocked so that nothing larger than an ``n × s`` panel (``s = n / p`` for
 With ``X = L⁻¹`` (lower) and blocks of ``s`` rows, one per row shard:
 
 1. The diagonal blocks ``L_kk`` live on their own shard; all of them are
-   inverted at once as a batch (shard-local, product-only), then gathered:
-   ``p`` blocks of ``s × s``, i.e. one ``n × s`` panel.
+   inverted at once as a batch (shard-local, the single-device triangular
+   inverse of ``_blocked.tri_inverse``), then gathered: ``p`` blocks of
+   ``s × s``, i.e. one ``n × s`` panel.
 2. ``X`` by columns, right to left (block ``k`` from ``p - 1`` down to 0), from
    ``L X = I``: ``X[k+1:, k] = -X[k+1:, k+1:] L[k+1:, k] X_kk`` and
    ``X[k, k] = X_kk``. ``X[:, k+1:]`` is complete and zero elsewhere, so the
    product ``X · (L[:, k] masked below block k)`` is exactly the trailing
    one; its right operand is an ``n × s`` panel (gathered), the rest is local.
-3. ``C = Xᴴ X = Σ_k (Xᴴ)[:, k] X[k, :]``: ``Xᴴ`` resharded to rows (an
+3. One step of refinement from the left, ``X ← X + (I − X L) X``: step 2
+   multiplies by computed inverses (of the trailing part and of ``L_kk``),
+   whose errors grow with their condition; after the step ``X`` has LAPACK
+   ``trtri``'s accuracy (docs/math.md, "Accuracy"). Two row-sharded
+   products (:func:`_rows_matmul`).
+4. ``C = Xᴴ X = Σ_k (Xᴴ)[:, k] X[k, :]``: ``Xᴴ`` resharded to rows (an
    all-to-all), then one block row ``X[k, :]`` (``s × n``) at a time is
    broadcast from its shard (a masked sum over the shards, an all-reduce)
    and multiplied locally. :func:`_rows_matmul` does this for any two
    row-sharded operands.
-4. The lower triangle of ``C`` is mirrored (another all-to-all), so the
+5. The lower triangle of ``C`` is mirrored (another all-to-all), so the
    result is bitwise Hermitian.
 
 Per device this holds ``L``, ``X``, ``C`` and their transposes as row shards
 (``n²/p`` each) plus a few ``n × s`` panels: ``O(n²/p + n s)`` memory, against
-``O(n²)`` for a single device. Flops per device ``≈ 4n³/p``: the masked
-products of step 2 do the full ``n × n × s`` work on every shard, which keeps
-all shards equally busy at the cost of the triangular savings.
+``O(n²)`` for a single device. Flops per device ``≈ 8n³/p``: the masked
+products do the full ``n × n × s`` work on every shard, which keeps all
+shards equally busy at the cost of the triangular savings.
 
 Backward (same formula as the single-device op, ``_vjp.py``): with
 ``S = Ḡ + Ḡᴴ``, ``L̄ = -tril(C S L⁻ᴴ) = -tril((C S) Xᴴ)``: two more row-sharded
-products, residuals ``(L, X, C)``.
+products, residuals ``(X, C)``.
 """
 
 from __future__ import annotations
@@ -49,7 +55,7 @@ import numpy as np
 from jax import lax
 from jax.sharding import NamedSharding, PartitionSpec
 
-from . import _leaves, _matrix
+from . import _blocked, _matrix
 
 
 @dataclass(frozen=True)
@@ -207,33 +213,42 @@ def _block_row(B: jax.Array, k: jax.Array, plan: Plan) -> jax.Array:
     return _replicated(jnp.sum(split, axis=-3), plan, 2)
 
 
-def _rows_matmul(A: jax.Array, B: jax.Array, plan: Plan) -> jax.Array:
-    """``A @ B`` for row-sharded ``A`` (``[..., n, n]``) and ``B`` (``[..., n, m]``).
+def _rows_matmul(
+    A: jax.Array, B: jax.Array, plan: Plan, init: jax.Array | None = None, sign: int = 1
+) -> jax.Array:
+    """``init + sign · A @ B`` for row-sharded ``A`` (``[..., n, n]``) and ``B`` (``[..., n, m]``).
 
     ``Σ_k A[:, k] B[k, :]``, one broadcast block row of ``B`` at a time, so no
-    shard ever holds more of ``B`` than ``s × m``.
+    shard ever holds more of ``B`` than ``s × m``; accumulated onto ``init``
+    (``None``: zero), so that a residual or a correction needs no buffer of
+    its own for the product.
     """
     s = A.shape[-1] // plan.parts
 
     def body(k: jax.Array, acc: jax.Array) -> jax.Array:
         a = lax.dynamic_slice_in_dim(A, k * s, s, axis=-1)
-        return _rows(acc + _matrix.matmul(a, _block_row(B, k, plan)), plan)
+        ab = _matrix.matmul(a, _block_row(B, k, plan))
+        return _rows(acc + ab if sign > 0 else acc - ab, plan)
 
-    zero = _rows(jnp.zeros((*A.shape[:-1], B.shape[-1]), A.dtype), plan)
-    out: jax.Array = lax.fori_loop(0, plan.parts, body, zero)
+    if init is None:
+        init = jnp.zeros((*A.shape[:-1], B.shape[-1]), A.dtype)
+    out: jax.Array = lax.fori_loop(0, plan.parts, body, _rows(init, plan))
     return out
 
 
-def tri_inv_rows(L: jax.Array, plan: Plan, tri_inv: _leaves.Inverter) -> jax.Array:
-    """``X = L⁻¹`` for row-sharded lower-triangular ``L``; ``X`` row-sharded.
+def tri_inv_rows(L: jax.Array, plan: Plan, method: str) -> jax.Array:
+    """``X = L⁻¹`` for row-sharded lower-triangular ``L`` (zero above); ``X`` row-sharded.
 
-    ``tri_inv`` inverts the ``s × s`` diagonal blocks (a batch, shard-local).
+    The ``s × s`` diagonal blocks are inverted as a batch, shard-local, by
+    ``_blocked.tri_inverse`` with ``method``; then steps 2 and 3 of the module
+    docstring.
     """
     n = L.shape[-1]
     p = plan.parts
     s = n // p
     D = _put(_matrix.diagonal_blocks(L, s), plan, plan.row_axes, None, None)
-    Xd = _replicated(tri_inv(D), plan, 3)  # [..., p, s, s]: one n × s panel
+    Dinv = _blocked.tri_inverse(D, method)[-1][..., 0, :s, :s]
+    Xd = _replicated(Dinv, plan, 3)  # [..., p, s, s]: one n × s panel
     row = lax.broadcasted_iota(jnp.int32, (n, 1), 0)
 
     def body(j: jax.Array, X: jax.Array) -> jax.Array:
@@ -249,13 +264,15 @@ def tri_inv_rows(L: jax.Array, plan: Plan, tri_inv: _leaves.Inverter) -> jax.Arr
         col = _rows(jnp.where(_matrix.like_rank(row // s == k, col.ndim), tiled, col), plan)
         return _rows(lax.dynamic_update_slice_in_dim(X, col, k * s, axis=-1), plan)
 
-    X: jax.Array = lax.fori_loop(0, p, body, _rows(jnp.zeros_like(L), plan))
-    return X
+    X = lax.fori_loop(0, p, body, _rows(jnp.zeros_like(L), plan))
+    # One step of refinement from the left: X ← X + (I − X L) X.
+    R = _rows_matmul(X, L, plan, init=_matrix.identity_like(X), sign=-1)
+    return _rows_matmul(R, X, plan, init=X)
 
 
-def _forward(L: jax.Array, plan: Plan, tri_inv: _leaves.Inverter) -> tuple[jax.Array, jax.Array]:
+def _forward(L: jax.Array, plan: Plan, method: str) -> tuple[jax.Array, jax.Array]:
     L = _rows(L, plan)
-    X = tri_inv_rows(L, plan, tri_inv)
+    X = tri_inv_rows(L, plan, method)
     C = _rows_matmul(_mH(X, plan), X, plan)
     lower = _matrix.like_rank(_matrix.lower_mask(C.shape[-1]), C.ndim)
     C = _rows(jnp.where(lower, C, _mH(C, plan)), plan)
@@ -265,29 +282,27 @@ def _forward(L: jax.Array, plan: Plan, tri_inv: _leaves.Inverter) -> tuple[jax.A
 
 
 @partial(jax.custom_vjp, nondiff_argnums=(1, 2))
-def cholinv_lower_rows(L: jax.Array, plan: Plan, tri_inv: _leaves.Inverter) -> jax.Array:
+def cholinv_lower_rows(L: jax.Array, plan: Plan, method: str) -> jax.Array:
     """``(L Lᴴ)⁻¹`` for row-sharded lower-triangular ``L`` (upper triangle zero).
 
     The result, and the gradient, are placed like the input (``plan.out``).
     """
-    return _out(_forward(L, plan, tri_inv)[0], plan)
+    return _out(_forward(L, plan, method)[0], plan)
 
 
-def _fwd(
-    L: jax.Array, plan: Plan, tri_inv: _leaves.Inverter
-) -> tuple[jax.Array, tuple[jax.Array, jax.Array, jax.Array]]:
-    C, X = _forward(L, plan, tri_inv)
-    return _out(C, plan), (L, X, C)
+def _fwd(L: jax.Array, plan: Plan, method: str) -> tuple[jax.Array, tuple[jax.Array, jax.Array]]:
+    C, X = _forward(L, plan, method)
+    return _out(C, plan), (X, C)
 
 
 def _bwd(
     plan: Plan,
-    tri_inv: _leaves.Inverter,
-    res: tuple[jax.Array, jax.Array, jax.Array],
+    method: str,
+    res: tuple[jax.Array, jax.Array],
     g: jax.Array,
 ) -> tuple[jax.Array]:
     # L̄ = -tril(C S L⁻ᴴ) with S = Ḡ + Ḡᴴ (conjugated for complex; _vjp.py).
-    _, X, C = res
+    X, C = res
     gc = _rows(jnp.conj(g), plan)
     CS = _rows_matmul(C, _rows(gc + _mH(gc, plan), plan), plan)
     Y = _rows_matmul(CS, _mH(X, plan), plan)  # C S Xᴴ = C S L⁻ᴴ
@@ -312,8 +327,7 @@ def cholesky_inv(L: jax.Array, plan: Plan, method: str) -> jax.Array:
     def run(L: jax.Array) -> jax.Array:
         L = _matrix.tril(L)
         F = _matrix.row_factors(_matrix.row_exponents(L), L.dtype)
-        tri_inv = _leaves.for_method(method, L.shape[-1] // plan.parts, L.dtype, looped=False)
-        C = cholinv_lower_rows(_matrix.row_scale(L, F), plan, tri_inv)
+        C = cholinv_lower_rows(_matrix.row_scale(L, F), plan, method)
         return _matrix.unscale(C, F)
 
     if not plan.explicit:

@@ -30,7 +30,7 @@ from functools import partial
 import jax
 import jax.numpy as jnp
 
-from . import _blocked, _leaves, _matrix
+from . import _blocked, _matrix
 
 Pair = tuple[jax.Array, jax.Array]
 
@@ -38,9 +38,7 @@ Pair = tuple[jax.Array, jax.Array]
 def _forward(A: jax.Array, method: str) -> Pair:
     """``(C, ℓ)`` of ``H = (A + Aᴴ)/2``; nan for a matrix that is not positive definite."""
     L = jnp.linalg.cholesky(A)  # symmetrize_input=True: factorises (A + Aᴴ)/2
-    F = _blocked.factors(L)
-    N, b = _blocked.blocks(L.shape[-1])
-    C, _ = _blocked.inverse(L, F, _leaves.for_method(method, b, L.dtype, looped=N > 1))
+    C, _, _ = _blocked.inverse(L, method)
     # ℓ = log det (L Lᴴ) = 2 Σ log |Lᵢᵢ|, the diagonal of a Cholesky factor being real > 0.
     d = jnp.real(jnp.diagonal(L, axis1=-2, axis2=-1))
     return C, 2 * jnp.sum(jnp.log(d), axis=-1)

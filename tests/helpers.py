@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import importlib.util
 import os
 import subprocess
 import sys
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
+from types import ModuleType
 
 import mpmath
 import numpy as np
@@ -23,6 +25,21 @@ RTOL = {
     "float16": 1e-2,
     "bfloat16": 5e-2,
 }
+
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def script(name: str) -> ModuleType:
+    """The module ``scripts/<name>.py`` (registered in ``sys.modules``, as its dataclasses need)."""
+    if name in sys.modules:
+        return sys.modules[name]
+    spec = importlib.util.spec_from_file_location(name, ROOT / "scripts" / f"{name}.py")
+    assert spec is not None and spec.loader is not None
+    mod = importlib.util.module_from_spec(spec)
+    sys.modules[name] = mod
+    spec.loader.exec_module(mod)
+    return mod
 
 
 def spd_factor(rng: np.random.Generator, batch: tuple[int, ...], n: int) -> np.ndarray:

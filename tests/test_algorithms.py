@@ -1,12 +1,11 @@
 """The algorithms inside the op, each against a reference nobody here wrote.
 
-The forward pass (the doubling below ``LOOP_MIN``, the block-column loop
-from there) and its backward product against the two-step reference
-algorithm, ``numpy.linalg.inv`` and the dense formula; the leaf inverters
-against SciPy's triangular solve. Sizes around the block widths, odd and
-padded sizes, one block, the loop (at small sizes by lowering ``LOOP_MIN``,
-and once at its own threshold) and the split of large factors (forced at
-small sizes by lowering ``SPLIT_MIN``).
+The forward pass (the level-batched triangular inverse, its refinement and
+Gram matrix) and its backward product against the two-step reference
+algorithm, ``numpy.linalg.inv`` and the dense formula; the level-batched
+products against NumPy's; the leaf inverters against SciPy's triangular
+solve. Sizes around the block widths, odd and padded sizes, one block, and
+batches of small factors (the unrolled leaves).
 """
 
 from __future__ import annotations
@@ -18,7 +17,7 @@ import pytest
 import scipy.linalg
 from helpers import RTOL, assert_close_rel, spd_factor
 
-from diffcholinv import _blocked, _leaves, _matrix, _vjp
+from diffcholinv import _blocked, _leaves, _matrix, _triangular, _vjp
 
 
 def _factor(rng, n, dtype, batch=(2,)):
@@ -37,12 +36,8 @@ def _tol(dtype):
     return RTOL["float32" if dtype in ("float32", "complex64") else "float64"]
 
 
-def _run_inverse(L, tri_inv=_leaves.solve):
-    def f(x):
-        C, _ = _blocked.inverse(x, _blocked.factors(x), tri_inv)
-        return C
-
-    return np.asarray(jax.jit(f)(jnp.asarray(L)))
+def _run_inverse(L, method="auto"):
+    return np.asarray(jax.jit(lambda x: _blocked.inverse(x, method)[0])(jnp.asarray(L)))
 
 
 @pytest.mark.parametrize(
@@ -59,13 +54,11 @@ def _run_inverse(L, tri_inv=_leaves.solve):
         (300, "float32"),
     ],
 )
-@pytest.mark.parametrize("loop", [False, True], ids=["doubling", "loop"])
-def test_forward_matches_numpy_and_reference(rng, monkeypatch, n, dtype, loop):
-    if loop:
-        monkeypatch.setattr(_blocked, "LOOP_MIN", 1)
+@pytest.mark.parametrize("method", ["auto", "solve"])
+def test_forward_matches_numpy_and_reference(rng, n, dtype, method):
     L = _factor(rng, n, dtype)
     junk = np.where(np.triu(np.ones((n, n), bool), 1), np.nan, L)  # never read
-    C = _run_inverse(junk)
+    C = _run_inverse(junk, method)
     assert C.dtype == L.dtype
     assert (np.conj(np.swapaxes(C, -1, -2)) == C).all(), "not bitwise Hermitian"
     ref = _inverse_gram(L)
@@ -74,37 +67,59 @@ def test_forward_matches_numpy_and_reference(rng, monkeypatch, n, dtype, loop):
     assert np.max(np.abs(C - two_step)) <= _tol(dtype) * np.max(np.abs(ref))
 
 
-@pytest.mark.parametrize(("n", "dtype"), [(96, "float64"), (131, "complex128"), (200, "float32")])
-def test_split_matches_numpy(rng, monkeypatch, n, dtype):
-    # Large factors make their trailing half in a loop of its own first, and
-    # the backward pass makes the right block columns in a second loop.
-    monkeypatch.setattr(_blocked, "SPLIT_MIN", 64)
-    monkeypatch.setattr(_blocked, "LOOP_MIN", 64)
-    L = _factor(rng, n, dtype)
+@pytest.mark.parametrize(("n", "b"), [(16, 8), (64, 8), (96, 32), (256, 64)])
+@pytest.mark.parametrize("dtype", ["float64", "complex128"])
+def test_level_products_match_numpy(rng, n, b, dtype):
+    # The level-batched products of lower-triangular matrices and the Gram
+    # matrix against NumPy's dense products, on matrices with nan above the
+    # diagonal in the operands' unread parts masked out first.
+    A = np.tril(_factor(rng, n, dtype, batch=(3,)))
+    B = np.tril(_factor(rng, n, dtype, batch=(3,)))
+
+    def f(A, B):
+        levels_a, levels_b = _triangular.levels(A, b), _triangular.levels(B, b)
+        return _triangular.tril_matmul(levels_a, levels_b)[-1][..., 0, :, :], _triangular.gram(
+            levels_a
+        )
+
+    T, G = jax.jit(f)(jnp.asarray(A), jnp.asarray(B))
+    assert_close_rel(T, A @ B, dtype)
+    assert not np.any(np.triu(np.asarray(T), 1))
+    G = np.asarray(G)
+    assert (np.conj(np.swapaxes(G, -1, -2)) == G).all(), "not bitwise Hermitian"
+    assert_close_rel(G, np.conj(np.swapaxes(A, -1, -2)) @ A, dtype)
+
+
+@pytest.mark.parametrize(("n", "leaf"), [(8, 8), (16, 8), (40, 8), (64, 64), (100, 32), (257, 64)])
+def test_triangular_inverse_matches_scipy(rng, n, leaf):
+    # The doubling and its refinement (one leaf of more than UNROLL_MAX is
+    # refined too); the padding of N b > n by an identity block.
+    L = spd_factor(rng, (2,), n)
+    N, b = _triangular.leaves(n, leaf)
+
+    def f(L):
+        M = _matrix.pad_identity(jnp.tril(L), N * b)
+        inverter = _leaves.unrolled if b <= _leaves.UNROLL_MAX else _leaves.substitution
+        return _triangular.inverse(_triangular.levels(M, b), inverter)[-1][..., 0, :n, :n]
+
+    X = np.asarray(jax.jit(f)(jnp.asarray(L)))
+    for x, l in zip(X, L, strict=True):
+        ref = scipy.linalg.solve_triangular(l, np.eye(n), lower=True)
+        np.testing.assert_allclose(x, ref, rtol=1e-11, atol=1e-12 * np.abs(ref).max())
+        assert (np.triu(x, 1) == 0).all()
+
+
+@pytest.mark.parametrize("n", [20, 64])
+def test_batched_unrolled_leaves_match_single(rng, n):
+    # A batch of BATCH_UNROLL small real factors takes leaves of UNROLL_MAX
+    # (the doubling and the refinement); a smaller batch, one leaf.
+    L = spd_factor(rng, (_blocked.BATCH_UNROLL,), n)
+    assert _blocked.batched(jnp.asarray(L), "auto") and not _blocked.batched(
+        jnp.asarray(L[:3]), "auto"
+    )
     C = _run_inverse(L)
-    assert (np.conj(np.swapaxes(C, -1, -2)) == C).all()
-    ref = _inverse_gram(L)
-    assert np.max(np.abs(C - ref)) <= _tol(dtype) * np.max(np.abs(ref))
-    _check_backward(rng, L, dtype)
-
-
-def test_loop_at_its_threshold_matches_numpy(rng):
-    # The default threshold itself, unpatched: the loop with its trailing-half split.
-    n = _blocked.LOOP_MIN
-    L = _factor(rng, n, "float32", batch=())
-    C = _run_inverse(L)
-    assert (C.T == C).all()
-    ref = _inverse_gram(L).real
-    assert np.max(np.abs(C - ref)) <= 10 * _tol("float32") * np.max(np.abs(ref))
-
-
-@pytest.mark.parametrize("n", [96, 257])
-def test_loop_and_doubling_agree(rng, monkeypatch, n):
-    L = jnp.asarray(_factor(rng, n, "float64"))
-    doubling = _run_inverse(L)
-    monkeypatch.setattr(_blocked, "LOOP_MIN", 1)
-    loop = _run_inverse(L)
-    assert_close_rel(loop, doubling, "float64")
+    assert_close_rel(C[:3], _run_inverse(L[:3]), "float64")
+    assert_close_rel(C, _inverse_gram(L).real, "float64")
 
 
 @pytest.mark.parametrize(
@@ -115,30 +130,16 @@ def test_backward_product_matches_dense_formula(rng, n, dtype):
     _check_backward(rng, _factor(rng, n, dtype), dtype)
 
 
-@pytest.mark.parametrize(
-    ("n", "dtype", "split"), [(65, "float64", False), (130, "complex128", True)]
-)
-def test_loop_backward_matches_dense_formula(rng, monkeypatch, n, dtype, split):
-    """The block-column backward loop (``n ≥ LOOP_MIN``), forced at small ``n``."""
-    monkeypatch.setattr(_blocked, "LOOP_MIN", 1)
-    if split:
-        monkeypatch.setattr(_blocked, "SPLIT_MIN", 1)
-    _check_backward(rng, _factor(rng, n, dtype), dtype)
-
-
 def _check_backward(rng, L, dtype):
     """``tril_product`` against ``-tril(C S L⁻ᴴ)`` in float64/complex128 NumPy."""
-    n = L.shape[-1]
     g = rng.standard_normal(L.shape)
     if dtype.startswith("complex"):
         g = g + 1j * rng.standard_normal(L.shape)
     g = g.astype(dtype)
 
     def f(L, g):
-        F = _blocked.factors(L)
-        N, b = _blocked.blocks(n)
-        C, X = _blocked.inverse(L, F, _leaves.for_method("auto", b, L.dtype, looped=N > 1))
-        return _vjp.tril_product(L, F, C, g, X)
+        C, X, F = _blocked.inverse(L, "auto")
+        return _vjp.tril_product(F, C, g, X)
 
     Z = np.asarray(jax.jit(f)(jnp.asarray(L), jnp.asarray(g)))
     Lc = np.asarray(L, np.complex128)
@@ -152,6 +153,7 @@ def _check_backward(rng, L, dtype):
 @pytest.mark.parametrize("inverter", [_leaves.solve, _leaves.substitution, _leaves.unrolled])
 @pytest.mark.parametrize("b", [1, 3, 8])
 def test_leaf_inverters_match_scipy(rng, inverter, b):
+    # Each solves X L = I (LAPACK trtri's equation), so its left residual is small.
     L = spd_factor(rng, (4,), b)
     X = np.asarray(jax.jit(inverter)(jnp.asarray(L)))
     for x, l in zip(X, L, strict=True):
@@ -168,12 +170,16 @@ def test_substitution_matches_scipy_on_wide_blocks(rng):
 
 
 @pytest.mark.parametrize("n", [1, 8, 9, 64, 65, 257, 1000, 1030, 2048, 4099])
-def test_blocks_cover_n_with_little_padding(n):
-    N, b = _blocked.blocks(n)
+@pytest.mark.parametrize("batched", [False, True])
+def test_blocks_cover_n_with_little_padding(n, batched):
+    N, b = _blocked.blocks(n, batched=batched)
     assert N * b >= n
     assert N * b - n < N
+    assert N & (N - 1) == 0, "a power of two"
     if n > _blocked.ONE_BLOCK:
         assert N > 1 and b <= 2 * _blocked.BLOCK
+    elif batched:
+        assert b <= _leaves.UNROLL_MAX
 
 
 @pytest.mark.parametrize("n", [5, 1023, 1024])

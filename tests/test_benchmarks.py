@@ -2,17 +2,15 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import shutil
 import subprocess
 import sys
-from pathlib import Path
 
 import jax
 import pytest
+from helpers import ROOT, script
 
-ROOT = Path(__file__).resolve().parents[1]
 TIMED = ("forward", "grad", "batched", "gemm", "compile", "first_call", "growing_n")
 
 
@@ -121,12 +119,7 @@ def test_gp_step_quick_rows(monkeypatch):
 
 
 def _cpu_profile():
-    spec = importlib.util.spec_from_file_location(
-        "cpu_profile", ROOT / "scripts" / "cpu_profile.py"
-    )
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return script("cpu_profile")
 
 
 def test_cpu_profile_groups_perf_symbols():

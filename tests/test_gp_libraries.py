@@ -11,18 +11,13 @@ scripts/gp_errors.py, the table of docs/guides/gaussian-processes.md.
 
 from __future__ import annotations
 
-import importlib.util
-from pathlib import Path
-
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from helpers import assert_close_rel
+from helpers import assert_close_rel, script
 
 from diffcholinv import cholesky_inv
-
-ROOT = Path(__file__).resolve().parents[1]
 
 
 def _data(n: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
@@ -102,10 +97,7 @@ def test_sklearn_log_marginal_likelihood_gradient():
 
 def test_gp_errors_script_runs(capsys):
     pytest.importorskip("mpmath")
-    spec = importlib.util.spec_from_file_location("gp_errors", ROOT / "scripts" / "gp_errors.py")
-    assert spec is not None and spec.loader is not None
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
+    mod = script("gp_errors")
     assert mod.main(["--quick"]) == 0
     out = capsys.readouterr().out
     rows = [line for line in out.splitlines() if line.startswith("| ") and "`" in line]

@@ -35,12 +35,10 @@ def test_check_grads_second_order(rng, n, batch, upper):
 
 @pytest.mark.parametrize("method", ["auto", "solve", "products"])
 @pytest.mark.parametrize("n", [70, 150])
-def test_check_grads_of_the_blocked_loop(rng, monkeypatch, method, n):
-    # Factors the blocked loop walks through, every method; n = 150 is split
-    # (SPLIT_MIN lowered), so the second loop of each pass is checked too.
-    from diffcholinv import _blocked
-
-    monkeypatch.setattr(_blocked, "SPLIT_MIN", 128)
+def test_check_grads_of_the_blocked_pass(rng, method, n):
+    # Factors of several diagonal leaves (the doubling, its refinement, the
+    # level-batched Gram matrix), every method; n = 150 is odd-split in the
+    # backward pass's product.
     L = jnp.asarray(spd_factor(rng, (), n))
     W = jnp.asarray(rng.standard_normal((n, n)))
     V = jnp.asarray(np.tril(rng.standard_normal((n, n))))
@@ -55,7 +53,7 @@ def test_check_grads_of_the_blocked_loop(rng, monkeypatch, method, n):
     g = jax.grad(f)(L)
     assert not np.any(np.triu(np.asarray(g), 1)), "gradient above the diagonal"
     np.testing.assert_allclose(g, jnp.tril(jax.grad(f_ref)(L)), rtol=1e-9, atol=1e-9)
-    # Second order (grad of grad, through both loops of the backward pass);
+    # Second order (grad of grad, through the forward pass's levels);
     # finite differences of second order are too noisy at this size.
     hv = jax.grad(lambda x: jnp.sum(V * jax.grad(f)(x)))(L)
     hv_ref = jnp.tril(jax.grad(lambda x: jnp.sum(V * jax.grad(f_ref)(x)))(L))

@@ -1,13 +1,9 @@
-"""Numerical guarantees: error vs κ(A)·ε, extreme scales, singular and non-finite
-input, checked mode (``check=True`` with ``jax.experimental.checkify``), and the
-platform check for complex dtypes.
+"""Numerical guarantees: extreme scales, singular and non-finite input, checked
+mode (``check=True`` with ``jax.experimental.checkify``), and the platform check
+for complex dtypes. Accuracy against LAPACK on GP kernels: tests/test_accuracy.py.
 """
 
 from __future__ import annotations
-
-import importlib.util
-from pathlib import Path
-from types import ModuleType
 
 import jax
 import jax.numpy as jnp
@@ -18,43 +14,6 @@ from helpers import assert_edges, exact_inverse, spd_factor, tolerance
 from jax.experimental import checkify
 
 from diffcholinv import _validate, cholesky_inv
-
-ROOT = Path(__file__).resolve().parents[1]
-
-# The stated bound (docs/math.md, "Accuracy"): for n ≤ 128, the normwise relative
-# error of A⁻¹, from a factor L computed in the dtype, is at most BOUND · κ₂(A) · ε.
-BOUND = 4.0
-
-
-def _accuracy_script() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("accuracy", ROOT / "scripts" / "accuracy.py")
-    assert spec is not None and spec.loader is not None
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
-
-
-ACC = _accuracy_script()
-
-
-@pytest.mark.parametrize(("dtype", "kappa"), [(d, k) for d, ks in ACC.KAPPAS.items() for k in ks])
-def test_error_within_bound_and_no_worse_than_cho_solve_and_potri(dtype, kappa):
-    for seed in range(2):
-        r = ACC.measure(dtype, kappa, 24, seed)
-        for kind in ("end_to_end", "factor"):
-            ours = r[kind]["cholesky_inv"]
-            worse_ref = max(r[kind]["cho_solve(L, I)"], r[kind]["LAPACK potri"])
-            assert ours <= BOUND, (kind, seed, r)
-            # No worse than the references, up to rounding noise (a factor 2,
-            # or a few ε when all are at the rounding floor).
-            assert ours <= 2 * worse_ref + 4 / kappa, (kind, seed, r)
-
-
-def test_accuracy_script_runs(capsys):
-    assert ACC.main(["--quick", "--dtypes", "float32"]) == 0
-    out = capsys.readouterr().out
-    assert "| float32 | 1e6 |" in out
-
 
 # ---- extreme scales ---------------------------------------------------------
 
