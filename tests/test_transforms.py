@@ -11,7 +11,7 @@ import pytest
 from absl.testing import parameterized
 from helpers import assert_close_rel, reference_inv, spd_factor
 
-from diffcholinv import cholesky_inv
+from diffcholinv import cholesky_inv, spd_inv
 
 
 def test_jit_matches_eager_bitwise(rng):
@@ -138,3 +138,27 @@ def test_export_round_trip(rng, upper):
     np.testing.assert_allclose(g, g_ref, rtol=1e-12)
     # Pure JAX: no host callback in the exported module.
     assert "callback" not in exp.mlir_module()
+
+
+@pytest.mark.parametrize("n", [20, 100])
+@pytest.mark.parametrize("fn", ["cholesky_inv", "spd_inv"])
+def test_export_with_a_symbolic_batch(rng, n, fn):
+    # One exported program for every batch size (a serving path, Keras's dynamic
+    # shapes): forward and value+grad, serialised, called at two batch sizes.
+    op = {"cholesky_inv": cholesky_inv, "spd_inv": spd_inv}[fn]
+    spec = jax.ShapeDtypeStruct(jax.export.symbolic_shape(f"b, {n}, {n}"), jnp.float64)
+    assert jax.eval_shape(op, spec).shape == spec.shape
+
+    def value_and_grad(x):
+        return jax.value_and_grad(lambda x: jnp.sum(jnp.sin(op(x))))(x)
+
+    for f in (op, value_and_grad):
+        exported = jax.export.export(jax.jit(f))(spec)
+        restored = jax.export.deserialize(exported.serialize())
+        for batch in (3, 70):
+            L = spd_factor(rng, (batch,), n)
+            x = jnp.asarray(L @ np.swapaxes(L, -1, -2) if fn == "spd_inv" else L)
+            # Equal to rounding: XLA compiles the shape-polymorphic module apart,
+            # and a concrete batch of 64 small factors or more takes unrolled leaves.
+            got, want = restored.call(x), jax.jit(f)(x)
+            jax.tree.map(lambda a, b: assert_close_rel(a, np.asarray(b), "float64"), got, want)
