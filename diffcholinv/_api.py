@@ -46,11 +46,14 @@ def cholesky_inv(
     ``[..., n, n]``. Only the named triangle of ``L`` is read; the other may
     hold anything (nan included) and gets a zero gradient. The result is
     exactly (bitwise) symmetric, Hermitian with a real diagonal for complex
-    dtypes, and has the dtype of ``L``. Each row of ``L`` is rescaled by a
-    power of two internally (exactly, subnormals included), so factors near
-    the overflow or underflow limits, or whose diagonal spans most of the
-    exponent range, give the right answer, or ±inf / 0 exactly where
-    \(A^{-1}\) itself overflows or underflows.
+    dtypes, and has the dtype of ``L``. On the factor it is given it is as
+    accurate as LAPACK ``potri``, and its gradient as autodiff through
+    ``cho_solve``, at every condition number a jitter gives
+    (docs/accuracy.md). Each row of ``L`` is rescaled by a power of two
+    internally (exactly, subnormals included), so factors near the overflow
+    or underflow limits, or whose diagonal spans most of the exponent range,
+    give the right answer, or ±inf / 0 exactly where \(A^{-1}\) itself
+    overflows or underflows.
 
     The op is a ``jax.custom_vjp`` function with an analytic backward pass:
     with \(C = A^{-1}\) and the incoming cotangent \(\bar G\),
@@ -85,9 +88,9 @@ def cholesky_inv(
     batches, ``vmap``, ``check``), except the row-sharded path of one matrix
     across devices, which it does not support. Its reverse mode costs more
     than the default's analytic rule: value and gradient, float64, XLA:CPU
-    on 2 loaded cores, about 1.2× the time at ``n = 64`` and ``256`` and
-    about 2× at ``n = 1024`` (1.2×–2.9× across runs), and 1.1×–1.6× the
-    compiled temporaries (docs/benchmarks.md, "Forward mode as an opt-in"):
+    on 2 cores, 1.0×–1.2× the time at ``n = 64`` and ``256`` and 1.7× at
+    ``n = 1024``, and up to 1.2× the compiled temporaries
+    (docs/benchmarks.md, "Accuracy first"):
     keep the default unless something differentiates forward.
 
     Args:
@@ -115,14 +118,16 @@ def cholesky_inv(
         failed check raises at once; under ``jit`` wrap the function in
         ``checkify.checkify``. ``False`` (default) adds nothing to the
         program.
-      method: the inverter of the diagonal blocks; the algorithm above them
-        is the same in every method (docs/math.md). ``"auto"`` (default):
-        products only, on every platform: forward substitution for the
-        blocks of a larger factor; a factor of \(n \le 64\) is one block,
-        inverted by a level-batched doubling (no LAPACK call on CPU).
-        ``"solve"``: triangular solves for every block. ``"products"``: the
-        substitution for every block, so that the program holds matrix
-        products, elementwise ops and ``lax.fori_loop`` only (no
+      method: the inverter of the diagonal blocks (the leaves); the algorithm
+        above them, the doubling with each node refined and the Gram matrix,
+        is the same in every method (docs/math.md), and so is the accuracy.
+        ``"auto"`` (default): products only, on every platform: ``trtri``'s
+        column substitution for the leaves (a factor of \(n \le 64\) is one
+        leaf), or, in a batch of at least 64 real factors of
+        \(n \le 64\), unrolled leaves of at most 8 (no LAPACK call on
+        CPU). ``"solve"``: triangular solves for the leaves.
+        ``"products"``: the substitution for every leaf, so that the program
+        holds matrix products, elementwise ops and ``lax.fori_loop`` only (no
         ``triangular_solve``, no custom calls), forward and backward. See
         docs/scaling.md.
       forward_mode: ``False`` (default): a ``jax.custom_vjp`` function,

@@ -1,18 +1,18 @@
 """The forward pass: ``C = (L Lᴴ)⁻¹ = Xᴴ X`` from the triangular inverse ``X``.
 
 As LAPACK ``potri`` (``trtri`` then ``lauum``), in products (docs/math.md,
-"Forward algorithm"):
+"The op"):
 
 1. ``M = D⁻¹ L``: each row of ``L`` scaled by a power of two
    (``D = diag(2ᵉ)``, :func:`._matrix.row_exponents`), padded by an identity
    block to ``N b`` (:func:`blocks`);
 2. ``X = M⁻¹`` by level-batched doubling over ``N`` diagonal leaves of width
-   ``b``, then one step of refinement from the left
+   ``b``, each node refined from the left as it is joined
    (:func:`._triangular.inverse`), which gives it ``trtri``'s accuracy;
 3. ``C_M = Xᴴ X`` (:func:`._triangular.gram`), bitwise Hermitian, and
    ``C = D⁻¹ C_M D⁻¹`` (docs/math.md, "Scaling").
 
-About ``8n³/3`` flops in ``4 log₂ N`` levels of batched products, the largest
+About ``2n³`` flops in ``2 log₂ N`` levels of batched products, the largest
 ``n/2`` wide, and no loop carrying an ``n × n`` matrix. ``X`` is kept for the
 backward pass (``_vjp.py``) and the tangent (``_jvp.py``). Every step on
 ``M`` is the same arithmetic as on ``L`` with each entry scaled by a power of

@@ -14,7 +14,7 @@ so one level of an algorithm is a few batched products over all its nodes,
 and the children and off-diagonal blocks a level reads are static slices of
 the level arrays, never a strided read of the whole matrix. An algorithm is
 ``log₂ N`` levels with no loop carrying an ``m × m`` matrix (docs/math.md,
-"Forward algorithm"):
+"The op"):
 
 - :func:`inverse`: ``X = M⁻¹`` by doubling, ``X₂₁ = −(X₂ A₂₁) X₁``, each node
   refined from the left as it is joined: ``4m³/3`` flops, four products of
@@ -77,14 +77,13 @@ def _below(x: jax.Array) -> jax.Array:
     return x[..., s:, :s]
 
 
-def _join(a: jax.Array, c: jax.Array, d: jax.Array, b: jax.Array | None = None) -> jax.Array:
-    """``[[a, b], [c, d]]`` of ``[..., P, s, s]`` blocks → ``[..., P, 2s, 2s]`` (``b = None``: 0).
+def _join(a: jax.Array, c: jax.Array, d: jax.Array) -> jax.Array:
+    """``[[a, 0], [c, d]]`` of ``[..., P, s, s]`` blocks → ``[..., P, 2s, 2s]``.
 
     One stack and one transpose, which XLA makes one fusion.
     """
     s = a.shape[-1]
-    b = jnp.zeros_like(a) if b is None else b
-    x = jnp.stack([a, b, c, d], axis=-3)  # [..., P, 4, s, s]
+    x = jnp.stack([a, jnp.zeros_like(a), c, d], axis=-3)  # [..., P, 4, s, s]
     x = x.reshape(*a.shape[:-2], 2, 2, s, s)
     return jnp.swapaxes(x, -3, -2).reshape(*a.shape[:-2], 2 * s, 2 * s)
 
@@ -95,7 +94,7 @@ def inverse(M: Levels, leaf_inv: _leaves.Inverter) -> Levels:
     The leaves are inverted by ``leaf_inv`` as one batch, then refined
     (:func:`_refine_leaves`); each level joins pairs of nodes as
     ``[[X₁, 0], [X₂₁, X₂]]`` with, from the children's inverses (docs/math.md,
-    "Forward algorithm")::
+    "The op")::
 
         W   = X₂ A₂₁
         X₂₁ = −W X₁                    (the doubling)

@@ -45,7 +45,7 @@ import numpy as np  # noqa: E402
 
 from diffcholinv import cholesky_inv, spd_inv  # noqa: E402
 
-NOISES = (1e-2, 1e-4, 1e-6)
+NOISES = (1e-2, 1e-4, 1e-6, 1e-8)
 DIGITS = 50
 
 
