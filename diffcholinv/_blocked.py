@@ -30,9 +30,10 @@ import jax.numpy as jnp
 
 from . import _leaves, _matrix, _triangular
 
-# A factor of up to ONE_BLOCK is one leaf, inverted stably as it is (no
-# doubling, no refinement), except real factors in a batch of at least
-# BATCH_UNROLL with method "auto": leaves of at most UNROLL_MAX, unrolled
+# A factor of up to ONE_BLOCK is one leaf (no doubling; refined once from
+# the left when wider than UNROLL_MAX, _triangular._refine_leaves), except
+# real factors in a batch of at least BATCH_UNROLL with method "auto":
+# leaves of at most UNROLL_MAX, unrolled
 # elementwise over the batch (_leaves.unrolled), where a dot per small matrix
 # costs more than the doubling's levels. Larger factors: diagonal leaves of
 # about BLOCK (MEDIUM_BLOCK up to MEDIUM_MAX). docs/benchmarks.md has the
