@@ -30,33 +30,37 @@ import jax.numpy as jnp
 
 from . import _leaves, _matrix, _triangular
 
-# A factor of up to ONE_BLOCK is one leaf (no doubling; refined once from
+# A factor of up to LEAF_MAX is one leaf (no doubling; refined once from
 # the left when wider than UNROLL_MAX, _triangular._refine_leaves), except
-# real factors in a batch of at least BATCH_UNROLL with method "auto":
-# leaves of at most UNROLL_MAX, unrolled
-# elementwise over the batch (_leaves.unrolled), where a dot per small matrix
-# costs more than the doubling's levels. Larger factors: diagonal leaves of
-# about BLOCK (MEDIUM_BLOCK up to MEDIUM_MAX). docs/benchmarks.md has the
-# measurements.
+# real factors of at most ONE_BLOCK in a batch of at least BATCH_UNROLL with
+# method "auto": leaves of at most UNROLL_MAX, unrolled elementwise over the
+# batch (_leaves.unrolled), where a dot per small matrix costs more than the
+# doubling's levels. Larger factors: leaves of at most LEAF_MAX (about
+# BLOCK), except from above 2 LEAF_MAX to MEDIUM_MAX, where leaves of at most
+# MEDIUM_LEAF_MAX run faster (a leaf's substitution costs b² flops a column)
+# and one more level of the doubling costs less than it does to compile
+# below. docs/benchmarks.md has the measurements.
 ONE_BLOCK = 64
 BATCH_UNROLL = 64
-MEDIUM_MAX = 512
-MEDIUM_BLOCK = 32
 BLOCK = 64
+LEAF_MAX = BLOCK * 5 // 4
+MEDIUM_MAX = 512
+MEDIUM_LEAF_MAX = LEAF_MAX // 2
 
 
 def blocks(n: int, *, batched: bool = False) -> tuple[int, int]:
     """``(N, b)``: ``N`` diagonal leaves of width ``b``, ``N`` a power of two, ``N b ≥ n``.
 
-    ``N`` is the smallest that makes ``b = ⌈n/N⌉`` at most a quarter above the
-    target width (``N b - n < N``). ``batched``: a one-block factor in a
+    ``N`` is the smallest that makes ``b = ⌈n/N⌉`` at most ``LEAF_MAX``
+    (``MEDIUM_LEAF_MAX`` for ``2 LEAF_MAX < n ≤ MEDIUM_MAX``), so
+    ``N b - n < N``. ``batched``: a one-block factor in a
     large batch (:func:`batched`), cut into leaves of at most
     ``_leaves.UNROLL_MAX``. Static: shapes only.
     """
-    if n <= ONE_BLOCK:
-        return _triangular.leaves(n, _leaves.UNROLL_MAX) if batched else (1, max(n, 1))
-    target = BLOCK if n > MEDIUM_MAX else MEDIUM_BLOCK
-    return _triangular.leaves(n, target * 5 // 4)
+    if batched and n <= ONE_BLOCK:
+        return _triangular.leaves(n, _leaves.UNROLL_MAX)
+    medium = 2 * LEAF_MAX < n <= MEDIUM_MAX
+    return _triangular.leaves(max(n, 1), MEDIUM_LEAF_MAX if medium else LEAF_MAX)
 
 
 def batched(L: jax.Array, method: str) -> bool:
@@ -76,24 +80,29 @@ def factors(L: jax.Array) -> jax.Array:
     return _matrix.row_factors(_matrix.row_exponents(L), L.dtype)
 
 
-def tri_inverse(M: jax.Array, method: str, *, batched: bool = False) -> _triangular.Levels:
-    """The levels of ``[[M⁻¹, 0], [0, I]]``, padded to ``N b`` (:func:`blocks`).
+def tri_inverse(M: jax.Array, method: str, *, batched: bool = False) -> _triangular.Tree:
+    """The :class:`._triangular.Tree` of ``[[M⁻¹, 0], [0, I]]``, padded to ``N b`` (:func:`blocks`).
 
     ``M``: ``[..., m, m]``, lower triangular and exactly zero above the
     diagonal. The leaves are inverted by ``_leaves.for_method(method, b)``.
     """
     N, b = blocks(M.shape[-1], batched=batched)
-    Mp = _triangular.levels(_matrix.pad_identity(M, N * b), b)
+    Mp = _triangular.tree(_matrix.pad_identity(M, N * b), b)
     return _triangular.inverse(Mp, _leaves.for_method(method, b, M.dtype))
 
 
-def inverse(L: jax.Array, method: str) -> tuple[jax.Array, jax.Array, jax.Array]:
+def inverse(
+    L: jax.Array, method: str, *, keep_inverse: bool = True
+) -> tuple[jax.Array, jax.Array, jax.Array]:
     """``(C, X, F)``: ``C = (L Lᴴ)⁻¹`` (bitwise Hermitian), ``X = M⁻¹`` and the row factors.
 
     Args:
       L: ``[..., n, n]``, lower triangular; the strictly upper triangle may
         hold anything (it is never read).
       method: ``cholesky_inv``'s ``method``: the leaves' inverter.
+      keep_inverse: whether the caller uses ``X`` (the residuals of the
+        backward pass); ``False`` where only ``C`` is wanted, which makes a
+        smaller program (:func:`._triangular.gram`'s ``root_from_whole``).
 
     Returns:
       ``C`` and ``X`` of shape ``[..., n, n]``, and ``F`` (``[..., n, 4]``,
@@ -104,8 +113,8 @@ def inverse(L: jax.Array, method: str) -> tuple[jax.Array, jax.Array, jax.Array]
     F = factors(L)
     M = _matrix.row_scale(_matrix.tril(L), F)
     X = tri_inverse(M, method, batched=batched(L, method))
-    CM = _triangular.gram(X)[..., :n, :n]  # (M Mᴴ)⁻¹ = M⁻ᴴ M⁻¹
-    return _matrix.unscale(CM, F), X[-1][..., 0, :n, :n], F  # A⁻¹ = D⁻¹ (M Mᴴ)⁻¹ D⁻¹
+    CM = _triangular.gram(X, root_from_whole=keep_inverse)[..., :n, :n]  # (M Mᴴ)⁻¹ = M⁻ᴴ M⁻¹
+    return _matrix.unscale(CM, F), X.whole[..., :n, :n], F  # A⁻¹ = D⁻¹ (M Mᴴ)⁻¹ D⁻¹
 
 
 def reference(L: jax.Array) -> jax.Array:

@@ -66,14 +66,14 @@ def substitution(L: jax.Array) -> jax.Array:
     """
     b = L.shape[-1]
     axis = L.ndim - 1
-    eye = _matrix.identity_like(L)
-    rows = lax.broadcasted_iota(jnp.int32, (b, 1), 0)
-    zero = jnp.zeros((), L.dtype)
 
     def body(t: jax.Array, X: jax.Array) -> jax.Array:
         j = b - 1 - t
+        # Made in the body, not carried: a carried constant is one more kernel to compile.
+        rows = _matrix.like_rank(lax.broadcasted_iota(jnp.int32, (b, 1), 0), L.ndim)
+        zero = jnp.zeros((), L.dtype)
         lj = lax.dynamic_index_in_dim(L, j, axis=axis, keepdims=True)  # [..., b, 1]
-        ej = lax.dynamic_index_in_dim(eye, j, axis=axis, keepdims=True)
+        ej = jnp.where(rows == j, jnp.ones((), L.dtype), zero)
         ljj = lax.dynamic_index_in_dim(lj, j, axis=axis - 1, keepdims=True)  # [..., 1, 1]
         # Only k > j: an infinite L[k, j] (k ≤ j) times a zero column would give nan.
         col = (ej - _matrix.matmul(X, jnp.where(rows > j, lj, zero))) / ljj

@@ -247,7 +247,7 @@ def tri_inv_rows(L: jax.Array, plan: Plan, method: str) -> jax.Array:
     p = plan.parts
     s = n // p
     D = _put(_matrix.diagonal_blocks(L, s), plan, plan.row_axes, None, None)
-    Dinv = _blocked.tri_inverse(D, method)[-1][..., 0, :s, :s]
+    Dinv = _blocked.tri_inverse(D, method).whole[..., :s, :s]
     Xd = _replicated(Dinv, plan, 3)  # [..., p, s, s]: one n × s panel
     row = lax.broadcasted_iota(jnp.int32, (n, 1), 0)
 

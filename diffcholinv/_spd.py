@@ -38,7 +38,7 @@ Pair = tuple[jax.Array, jax.Array]
 def _forward(A: jax.Array, method: str) -> Pair:
     """``(C, ℓ)`` of ``H = (A + Aᴴ)/2``; nan for a matrix that is not positive definite."""
     L = jnp.linalg.cholesky(A)  # symmetrize_input=True: factorises (A + Aᴴ)/2
-    C, _, _ = _blocked.inverse(L, method)
+    C, _, _ = _blocked.inverse(L, method, keep_inverse=False)
     # ℓ = log det (L Lᴴ) = 2 Σ log |Lᵢᵢ|, the diagonal of a Cholesky factor being real > 0.
     d = jnp.real(jnp.diagonal(L, axis1=-2, axis2=-1))
     return C, 2 * jnp.sum(jnp.log(d), axis=-1)

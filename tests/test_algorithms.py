@@ -67,13 +67,13 @@ def test_forward_matches_numpy_and_reference(rng, n, dtype, method):
     assert np.max(np.abs(C - two_step)) <= _tol(dtype) * np.max(np.abs(ref))
 
 
-@pytest.mark.parametrize(("n", "b"), [(16, 8), (16, 16), (64, 8), (96, 32), (256, 64)])
+@pytest.mark.parametrize(("n", "b"), [(16, 8), (16, 16), (64, 8), (96, 24), (256, 64)])
 @pytest.mark.parametrize("dtype", ["float64", "complex128"])
 def test_level_gram_matches_numpy(rng, n, b, dtype):
     # The level-batched Gram matrix against NumPy's dense product (16, 16 real:
     # one leaf, the unrolled sum).
     A = np.tril(_factor(rng, n, dtype, batch=(3,)))
-    G = np.asarray(jax.jit(lambda A: _triangular.gram(_triangular.levels(A, b)))(jnp.asarray(A)))
+    G = np.asarray(jax.jit(lambda A: _triangular.gram(_triangular.tree(A, b)))(jnp.asarray(A)))
     assert (np.conj(np.swapaxes(G, -1, -2)) == G).all(), "not bitwise Hermitian"
     assert_close_rel(G, np.conj(np.swapaxes(A, -1, -2)) @ A, dtype)
 
@@ -88,7 +88,7 @@ def test_triangular_inverse_matches_scipy(rng, n, leaf):
     def f(L):
         M = _matrix.pad_identity(jnp.tril(L), N * b)
         inverter = _leaves.unrolled if b <= _leaves.UNROLL_MAX else _leaves.substitution
-        return _triangular.inverse(_triangular.levels(M, b), inverter)[-1][..., 0, :n, :n]
+        return _triangular.inverse(_triangular.tree(M, b), inverter).whole[..., :n, :n]
 
     X = np.asarray(jax.jit(f)(jnp.asarray(L)))
     for x, l in zip(X, L, strict=True):
@@ -157,17 +157,19 @@ def test_substitution_matches_scipy_on_wide_blocks(rng):
     np.testing.assert_allclose(X, ref, rtol=1e-11, atol=1e-12)
 
 
-@pytest.mark.parametrize("n", [1, 8, 9, 64, 65, 257, 1000, 1030, 2048, 4099])
+@pytest.mark.parametrize("n", [1, 8, 9, 64, 65, 80, 81, 160, 161, 257, 512, 513, 1000, 1030, 4099])
 @pytest.mark.parametrize("batched", [False, True])
 def test_blocks_cover_n_with_little_padding(n, batched):
     N, b = _blocked.blocks(n, batched=batched)
     assert N * b >= n
     assert N * b - n < N
     assert N & (N - 1) == 0, "a power of two"
-    if n > _blocked.ONE_BLOCK:
-        assert N > 1 and b <= 2 * _blocked.BLOCK
-    elif batched:
+    if batched and n <= _blocked.ONE_BLOCK:
         assert b <= _leaves.UNROLL_MAX
+    elif n <= _blocked.LEAF_MAX:
+        assert (N, b) == (1, n), "one leaf"
+    else:
+        assert N > 1 and b <= _blocked.LEAF_MAX
 
 
 @pytest.mark.parametrize("n", [5, 1023, 1024])
