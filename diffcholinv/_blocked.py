@@ -30,37 +30,35 @@ import jax.numpy as jnp
 
 from . import _leaves, _matrix, _triangular
 
-# A factor of up to LEAF_MAX is one leaf (no doubling; refined once from
+# A factor of up to ONE_BLOCK is one leaf (no doubling; refined once from
 # the left when wider than UNROLL_MAX, _triangular._refine_leaves), except
-# real factors of at most ONE_BLOCK in a batch of at least BATCH_UNROLL with
-# method "auto": leaves of at most UNROLL_MAX, unrolled elementwise over the
-# batch (_leaves.unrolled), where a dot per small matrix costs more than the
-# doubling's levels. Larger factors: leaves of at most LEAF_MAX (about
-# BLOCK), except from above 2 LEAF_MAX to MEDIUM_MAX, where leaves of at most
-# MEDIUM_LEAF_MAX run faster (a leaf's substitution costs b² flops a column)
-# and one more level of the doubling costs less than it does to compile
-# below. docs/benchmarks.md has the measurements.
+# real factors in a batch of at least BATCH_UNROLL with method "auto":
+# leaves of at most UNROLL_MAX, unrolled elementwise over the batch
+# (_leaves.unrolled), where a dot per small matrix costs more than the
+# doubling's levels. Larger factors: diagonal leaves of about BLOCK
+# (MEDIUM_BLOCK up to MEDIUM_MAX). docs/benchmarks.md has the measurements;
+# wider leaves below MEDIUM_MAX, which compile faster, were measured 1.5–2.4×
+# less accurate in float32 (the leaf's substitution, refined once, against
+# narrower leaves refined again at every level).
 ONE_BLOCK = 64
 BATCH_UNROLL = 64
-BLOCK = 64
-LEAF_MAX = BLOCK * 5 // 4
 MEDIUM_MAX = 512
-MEDIUM_LEAF_MAX = LEAF_MAX // 2
+MEDIUM_BLOCK = 32
+BLOCK = 64
 
 
 def blocks(n: int, *, batched: bool = False) -> tuple[int, int]:
     """``(N, b)``: ``N`` diagonal leaves of width ``b``, ``N`` a power of two, ``N b ≥ n``.
 
-    ``N`` is the smallest that makes ``b = ⌈n/N⌉`` at most ``LEAF_MAX``
-    (``MEDIUM_LEAF_MAX`` for ``2 LEAF_MAX < n ≤ MEDIUM_MAX``), so
-    ``N b - n < N``. ``batched``: a one-block factor in a
+    ``N`` is the smallest that makes ``b = ⌈n/N⌉`` at most a quarter above the
+    target width (``N b - n < N``). ``batched``: a one-block factor in a
     large batch (:func:`batched`), cut into leaves of at most
     ``_leaves.UNROLL_MAX``. Static: shapes only.
     """
-    if batched and n <= ONE_BLOCK:
-        return _triangular.leaves(n, _leaves.UNROLL_MAX)
-    medium = 2 * LEAF_MAX < n <= MEDIUM_MAX
-    return _triangular.leaves(max(n, 1), MEDIUM_LEAF_MAX if medium else LEAF_MAX)
+    if n <= ONE_BLOCK:
+        return _triangular.leaves(n, _leaves.UNROLL_MAX) if batched else (1, max(n, 1))
+    target = BLOCK if n > MEDIUM_MAX else MEDIUM_BLOCK
+    return _triangular.leaves(n, target * 5 // 4)
 
 
 def batched(L: jax.Array, method: str) -> bool:

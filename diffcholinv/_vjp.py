@@ -76,14 +76,14 @@ def _whole(C: jax.Array, S: jax.Array, X: jax.Array) -> jax.Array:
     ``R₁₂`` is never read: ``R``'s left half and ``R₂₂`` are three quarters
     of the product ``C S``, and ``Y`` half of the product ``R Xᴴ``,
     ``5m³/2`` flops in five products of ``m/2``-wide operands, against
-    ``4m³`` in full (``h = ⌊m/2⌋`` for an odd ``m``). A one-leaf factor
-    (``m ≤ LEAF_MAX``) takes the two full products: the split does not pay
-    there in the steady state, and its slices cost a third more to compile.
+    ``4m³`` in full (``h = ⌊m/2⌋`` for an odd ``m``). A one-block factor
+    (``m ≤ ONE_BLOCK``) takes the two full products: too small for the
+    split to pay.
     """
     m = X.shape[-1]
     zero = jnp.zeros((), C.dtype)
     lower = _matrix.like_rank(_matrix.lower_mask(m), X.ndim)
-    if m <= _blocked.LEAF_MAX:
+    if m <= _blocked.ONE_BLOCK:
         return jnp.where(lower, -_matrix.matmul(_matrix.matmul(C, S), _matrix.mH(X)), zero)
     h = m // 2
     X11, X21, X22 = X[..., :h, :h], X[..., h:, :h], X[..., h:, h:]
